@@ -1,0 +1,222 @@
+"""One settings object from three sources: pyproject.toml, RELAUNCH_* variables, the CLI.
+
+Later sources win for single values (CLI over environment over pyproject.toml over
+the default); lists (``watch``, ``ignore``) add up across sources. Relative paths in
+pyproject.toml are taken relative to the folder holding it; on the command line and
+in the environment, relative to the current folder.
+
+The option table, :data:`OPTIONS`, is the single definition: the CLI's flags, the
+pyproject keys and the environment variable names all come from it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[import-not-found,no-redef]
+
+__all__ = ["OPTIONS", "ConfigError", "Option", "Settings", "find_pyproject", "load"]
+
+
+class ConfigError(Exception):
+    """A user mistake in configuration: reported as one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # the attribute and pyproject key (with '-' for '_')
+    kind: str  # "list", "bool", "float", "int" or "choice"
+    default: Any
+    help: str
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    short: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "RELAUNCH_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("watch", "list", [], "also watch this file, folder (recursively) or glob; "
+           "repeatable. Without a Python command, the default is the current folder",
+           metavar="PATH_OR_GLOB", short="-w"),
+    Option("ignore", "list", [], "ignore paths matching this glob (gitignore style); "
+           "repeatable", metavar="GLOB", short="-i"),
+    Option("watch_installed", "bool", False,
+           "also watch the standard library and installed packages the program imports"),
+    Option("gitignore", "bool", True, "honour .gitignore files for --watch folders and globs"),
+    Option("poll", "bool", False, "poll for changes instead of using OS events "
+           "(chosen automatically on network and VM file systems and at the OS watch limit)"),
+    Option("poll_interval", "float", 0.5, "seconds between polls", metavar="SECONDS"),
+    Option("settle", "int", 10, "milliseconds of quiet after the last change before "
+           "reloading, so a burst of writes gives one reload", metavar="MS"),
+    Option("settle_max", "int", 1000, "upper bound, in milliseconds, on waiting for quiet",
+           metavar="MS"),
+    Option("grace", "float", 5.0, "seconds the program gets to exit after SIGTERM "
+           "before it is killed", metavar="SECONDS"),
+    Option("on_exit", "choice", "wait", "what to do when the program exits with code 0: "
+           "wait for a change, restart it, or exit with it", choices=("wait", "restart", "exit")),
+)  # fmt: skip
+
+_BY_KEY = {option.key: option for option in OPTIONS}
+_BY_ENV = {option.env: option for option in OPTIONS}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass
+class Settings:
+    """Everything ``relaunch run`` needs to know. Lists hold (value, anchor folder) pairs."""
+
+    watch: list[tuple[str, str]] = field(default_factory=list)
+    ignore: list[tuple[str, str]] = field(default_factory=list)
+    watch_installed: bool = False
+    gitignore: bool = True
+    poll: bool = False
+    poll_interval: float = 0.5
+    settle: int = 10
+    settle_max: int = 1000
+    grace: float = 5.0
+    on_exit: str = "wait"
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.poll_interval <= 0:
+            raise ConfigError("poll-interval must be a positive number of seconds")
+        if self.settle < 0 or self.settle_max < self.settle:
+            raise ConfigError("need 0 <= settle <= settle-max (milliseconds)")
+        if self.grace < 0:
+            raise ConfigError("grace must be zero or more seconds")
+
+
+def _convert(option: Option, value: Any, where: str) -> Any:
+    """Check and convert one value read from pyproject.toml (native) or the environment (str)."""
+    from_env = isinstance(value, str) and option.kind != "choice"
+    try:
+        if option.kind == "list":
+            if isinstance(value, str):
+                items = value.split(os.pathsep) if where.startswith("RELAUNCH_") else [value]
+                return [item for item in items if item]
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return list(value)
+            raise TypeError
+        if option.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if from_env and value.strip().lower() in _TRUE | _FALSE:
+                return value.strip().lower() in _TRUE
+            raise TypeError
+        if option.kind == "int":
+            if isinstance(value, bool):
+                raise TypeError
+            return int(value)
+        if option.kind == "float":
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if option.kind == "choice" and value in option.choices:
+            return value
+        raise TypeError
+    except (TypeError, ValueError):
+        expected = {
+            "list": "a string or a list of strings",
+            "bool": "true or false",
+            "int": "a whole number",
+            "float": "a number",
+            "choice": "one of " + ", ".join(option.choices),
+        }[option.kind]
+        raise ConfigError(f"{where}: expected {expected}, got {value!r}") from None
+
+
+def find_pyproject(start: str) -> str | None:
+    current = os.path.abspath(start)
+    while True:
+        candidate = os.path.join(current, "pyproject.toml")
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def _read_pyproject(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    table = data.get("tool", {}).get("relaunch", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.relaunch] must be a table")
+    return table
+
+
+def _apply(settings: Settings, option: Option, value: Any, anchor: str, source: str) -> None:
+    if option.kind == "list":
+        getattr(settings, option.name).extend((item, anchor) for item in value)
+    else:
+        setattr(settings, option.name, value)
+    settings.sources[option.name] = source
+
+
+def load(
+    cli: Mapping[str, Any],
+    *,
+    cwd: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    pyproject: str | None = None,
+) -> Settings:
+    """Merge defaults, pyproject.toml, the environment and CLI values (None = not given)."""
+    cwd = os.path.abspath(cwd or os.getcwd())
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+
+    path = pyproject if pyproject is not None else find_pyproject(cwd)
+    if path:
+        anchor = os.path.dirname(os.path.abspath(path))
+        for key, value in _read_pyproject(path).items():
+            option = _BY_KEY.get(key.replace("_", "-"))
+            if option is None:
+                known = ", ".join(sorted(_BY_KEY))
+                raise ConfigError(
+                    f"{path}: unknown key '{key}' in [tool.relaunch] (known: {known})"
+                )
+            where = f"{path}: [tool.relaunch] {key}"
+            _apply(settings, option, _convert(option, value, where), anchor, path)
+
+    for name, value in environ.items():
+        if not name.startswith("RELAUNCH_"):
+            continue
+        option = _BY_ENV.get(name)
+        if option is None:
+            raise ConfigError(
+                f"unknown environment variable {name} (known: " + ", ".join(sorted(_BY_ENV)) + ")"
+            )
+        _apply(settings, option, _convert(option, value, name), cwd, name)
+
+    for option in OPTIONS:
+        value = cli.get(option.name)
+        if value is None or (option.kind == "list" and not value):
+            continue
+        _apply(settings, option, value, cwd, "command line")
+    settings.check()
+    return settings

@@ -1,0 +1,2 @@
+"""Running the program: the supervisor loop, the child process, and the bootstrap
+that runs inside the child."""

@@ -1,0 +1,399 @@
+"""Runs inside the child: starts the user's program and reports what it imports.
+
+The supervisor starts ``python [the user's flags] bootstrap.py MODE TARGET ARGS...``.
+This file then makes the process look exactly as if ``python [flags] TARGET ARGS``
+had been run (``sys.argv``, ``sys.path[0]``, a fresh ``__main__``, ``sys.orig_argv``),
+and while the program runs it reports over a pipe every module file it imports, as
+it is found (lazy imports included), and on a crash every file of the traceback.
+
+It must run on any Python 3 the user points relaunch at, which may not have relaunch
+installed: standard library only, no relaunch imports, conservative syntax.
+
+Messages are JSON lines, each written with one ``os.write`` of at most PIPE_BUF
+bytes so that forked workers writing to the same pipe never interleave. Start-up
+time is reload time: this file imports nothing it can avoid (no json, whose regex
+compilation alone costs ~9 ms; traceback only on a crash).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["main"]
+
+_MAX_MESSAGE = 4000  # below PIPE_BUF (4096 on Linux, 512 minimum by POSIX)
+_CHANNEL_MODULE = "_relaunch_channel"
+
+
+def _json_string(text: str) -> str:
+    out = text.replace("\\", "\\\\").replace('"', '\\"')
+    if not out.isprintable() or not out.isascii():
+        out = "".join(
+            f"\\u{ord(c):04x}" if ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF else c for c in out
+        )
+    return '"' + out + '"'
+
+
+def _json(value: Any) -> str:
+    """JSON for the few shapes the bootstrap sends: dicts, lists, str, int, bool."""
+    if isinstance(value, str):
+        return _json_string(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(_json_string(k) + ":" + _json(v) for k, v in value.items()) + "}"
+    return "[" + ",".join(_json(v) for v in value) + "]"
+
+
+def _mtime(path: str) -> int:
+    """The file's mtime as this process saw it: the supervisor compares it with its own
+    first look, so an edit made while the program was starting is not missed."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
+class Channel:
+    """The child's end of the two pipes to the supervisor.
+
+    Registered in ``sys.modules`` so ``relaunch``'s public API (watch, trigger_reload,
+    add_reload_hook) finds it without importing this file.
+    """
+
+    def __init__(self, write_fd: int, read_fd: int) -> None:
+        self.write_fd = write_fd
+        self.read_fd = read_fd
+        self.hooks: list[Callable[[], object]] = []
+        self._listening = False
+        self._lock = threading.Lock()
+        self.reported: set[str] = set()
+
+    def send(self, message: dict[str, Any]) -> bool:
+        data = (_json(message) + "\n").encode("utf-8")
+        if len(data) > _MAX_MESSAGE:
+            return False
+        try:
+            os.write(self.write_fd, data)
+        except OSError:
+            return False  # the supervisor is gone; nothing to report to
+        return True
+
+    def send_paths(self, kind: str, items: list[Any]) -> None:
+        """Send a list in as many messages as needed to stay under PIPE_BUF."""
+        batch: list[Any] = []
+        size = 0
+        for item in items:
+            cost = len(_json(item)) + 1
+            if batch and size + cost > _MAX_MESSAGE - 64:
+                self.send({"t": kind, "p": batch})
+                batch, size = [], 0
+            batch.append(item)
+            size += cost
+        if batch:
+            self.send({"t": kind, "p": batch})
+
+    def report_module(self, name: str, path: str) -> None:
+        if path in self.reported:
+            return
+        self.reported.add(path)
+        self.send_paths("mods", [[name, path, _mtime(path)]])
+
+    def report_loaded(self) -> None:
+        """Report modules that reached sys.modules without going through a finder."""
+        found = []
+        for name, module in list(sys.modules.items()):
+            path = getattr(module, "__file__", None)
+            if isinstance(path, str) and path not in self.reported:
+                self.reported.add(path)
+                found.append([name, os.path.abspath(path), _mtime(path)])
+        self.send_paths("mods", found)
+
+    def watch(self, paths: list[str]) -> None:
+        self.send_paths("watch", [os.path.abspath(str(p)) for p in paths])
+
+    def trigger_reload(self) -> None:
+        self.send({"t": "reload"})
+
+    def add_reload_hook(self, fn: Callable[[], object]) -> None:
+        self.hooks.append(fn)
+        with self._lock:
+            if self._listening:
+                return
+            self._listening = True
+        self.send({"t": "hooks"})
+        threading.Thread(target=self._listen, name="relaunch-hooks", daemon=True).start()
+
+    def _listen(self) -> None:
+        # The supervisor writes "stop" before it stops this process: run the hooks, ack.
+        buffer = b""
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 1024)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line == b"stop":
+                    self.run_hooks()
+                    self.send({"t": "hooks-done"})
+
+    def run_hooks(self) -> None:
+        for fn in list(self.hooks):
+            try:
+                fn()
+            except Exception:
+                import traceback
+
+                traceback.print_exc()
+
+
+class ReportingFinder:
+    """A meta-path finder that asks the others, and reports where each module came from.
+
+    It sits first on sys.meta_path and returns the very spec the next finder found,
+    so the import system behaves as without it. A file is reported when it is found,
+    before it runs, so a module that then fails (SyntaxError) is watched too.
+    """
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.local = threading.local()
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if getattr(self.local, "busy", False):
+            return None
+        self.local.busy = True
+        try:
+            for finder in list(sys.meta_path):
+                if finder is self:
+                    continue
+                find = getattr(finder, "find_spec", None)
+                if find is None:
+                    continue
+                spec = find(name, path, target)
+                if spec is not None:
+                    if spec.has_location and isinstance(spec.origin, str):
+                        self.channel.report_module(name, os.path.abspath(spec.origin))
+                    return spec
+            return None
+        finally:
+            self.local.busy = False
+
+    def invalidate_caches(self) -> None:
+        pass
+
+
+def _excluded_roots() -> list[str]:
+    """Folders of the standard library and installed packages of this interpreter."""
+    import site
+    import sysconfig
+
+    roots: set[str] = set()
+    bases: list[dict[str, str]] = [{}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}]
+    for variables in bases:
+        paths = sysconfig.get_paths(vars=variables) if variables else sysconfig.get_paths()
+        for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+            if paths.get(key):
+                roots.add(paths[key])
+    try:
+        roots.update(site.getsitepackages())
+    except AttributeError:
+        pass
+    try:
+        roots.add(site.getusersitepackages())
+    except AttributeError:
+        pass
+    return sorted(os.path.realpath(r) for r in roots if r)
+
+
+def _traceback_files(exc: BaseException) -> list[str]:
+    files: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, SyntaxError) and current.filename:
+            files.append(current.filename)
+        tb = current.__traceback__
+        while tb is not None:
+            files.append(tb.tb_frame.f_code.co_filename)
+            tb = tb.tb_next
+        current = current.__cause__ or current.__context__
+    here = os.path.abspath(__file__)
+    return [
+        os.path.abspath(f)
+        for f in files
+        if f and not f.startswith("<") and os.path.exists(f) and os.path.abspath(f) != here
+    ]
+
+
+def _user_traceback(exc: BaseException) -> BaseException:
+    """The traceback without this file's and runpy's frames, as Python itself would show it."""
+    tb = exc.__traceback__
+    here = os.path.abspath(__file__)
+    while tb is not None and tb.tb_next is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if os.path.abspath(name) == here or name.endswith(("runpy.py", "<frozen runpy>")):
+            tb = tb.tb_next
+            continue
+        break
+    return exc.with_traceback(tb)
+
+
+def _fresh_main(file: str | None = None) -> Any:
+    import types
+
+    main: Any = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = sys.modules["builtins"]
+    if file is not None:
+        from importlib.machinery import SourceFileLoader
+
+        main.__file__ = file
+        main.__cached__ = None
+        main.__loader__ = SourceFileLoader("__main__", file)
+    sys.modules["__main__"] = main
+    return main
+
+
+def _script_dir(script: str) -> str:
+    # As CPython computes sys.path[0] for a script: the folder of the resolved file.
+    return os.path.dirname(os.path.realpath(script))
+
+
+def _original_argv(mode: str, target: str, args: list[str]) -> list[str]:
+    """sys.orig_argv as if the user's command had run without this bootstrap."""
+    orig = list(getattr(sys, "orig_argv", []))
+    here = os.path.abspath(__file__)
+    for i, arg in enumerate(orig):
+        if os.path.abspath(arg) == here:
+            program = {"script": [target], "module": ["-m", target], "code": ["-c", target]}
+            return orig[:i] + program.get(mode, ["-"]) + list(args)
+    return orig
+
+
+def prepare(mode: str, target: str, args: list[str]) -> None:
+    """Make sys.argv and sys.path what ``python TARGET`` would have given the program."""
+    original_argv = _original_argv(mode, target, args)
+    safe_path = getattr(sys.flags, "safe_path", False)
+    if mode == "script":
+        sys.argv = [target, *args]
+        first = _script_dir(target)
+    elif mode == "module":
+        sys.argv = ["-m", *args]
+        first = os.getcwd()
+    else:
+        sys.argv = ["-c" if mode == "code" else "-", *args]
+        first = ""
+    if safe_path:
+        if sys.path and sys.path[0] == _script_dir(__file__):
+            del sys.path[0]
+    elif sys.path and sys.path[0] == _script_dir(__file__):
+        sys.path[0] = first
+    else:
+        sys.path.insert(0, first)
+    if original_argv:
+        sys.orig_argv = list(original_argv)
+
+
+def run(mode: str, target: str) -> None:
+    """Run the program as ``__main__``. Exceptions propagate to the caller."""
+    if mode == "script":
+        with open(target, "rb") as f:
+            source = f.read()
+        path = os.path.abspath(target)  # as CPython 3.9+ sets __main__.__file__
+        main = _fresh_main(path)
+        code = compile(source, path, "exec", dont_inherit=True)
+        exec(code, main.__dict__)
+    elif mode == "module":
+        import runpy
+
+        _fresh_main()
+        # What `python -m` itself calls: exact __main__ semantics, argv[0] set to the file.
+        runpy._run_module_as_main(target, alter_argv=True)  # type: ignore[attr-defined]
+    elif mode == "code":
+        main = _fresh_main()
+        exec(compile(target, "<string>", "exec", dont_inherit=True), main.__dict__)
+    else:
+        main = _fresh_main()
+        text = sys.stdin.read()
+        exec(compile(text, "<stdin>", "exec", dont_inherit=True), main.__dict__)
+
+
+def install(channel: Channel) -> None:
+    """Start reporting imports; register the channel for relaunch's public API."""
+    import types
+
+    module: Any = types.ModuleType(_CHANNEL_MODULE)
+    module.channel = channel
+    # Keep this file's module alive once the program's __main__ replaces it.
+    module.bootstrap = sys.modules.get("__main__")
+    sys.modules[_CHANNEL_MODULE] = module
+    sys.meta_path.insert(0, ReportingFinder(channel))
+    channel.report_loaded()
+
+
+def execute(channel: Channel, mode: str, target: str) -> int:
+    """Run the program, report a crash's files, and return the exit status."""
+    if mode == "script" and os.path.exists(target):
+        channel.report_module("__main__", os.path.abspath(target))
+    channel.send({"t": "running"})
+    try:
+        run(mode, target)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        import traceback
+
+        channel.report_loaded()
+        summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        channel.send_paths("failed", _traceback_files(exc))
+        channel.send({"t": "error", "summary": summary[:2000]})
+        exc = _user_traceback(exc)
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+        return 1
+    return 0
+
+
+def _channel_from_env() -> Channel:
+    spec = os.environ.pop("_RELAUNCH_IPC", "")
+    try:
+        write_fd, read_fd = (int(x) for x in spec.split(","))
+    except ValueError:
+        sys.stderr.write("relaunch bootstrap: started without a supervisor\n")
+        raise SystemExit(2) from None
+    for fd in (write_fd, read_fd):
+        os.set_inheritable(fd, False)
+    return Channel(write_fd, read_fd)
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--roots"]:
+        # Asked by `relaunch run --explain` about an interpreter it will not run.
+        sys.stdout.write(_json({"executable": sys.executable, "roots": _excluded_roots()}))
+        return
+    if len(sys.argv) < 3:
+        sys.stderr.write("usage: bootstrap.py MODE TARGET [ARGS...]\n")
+        raise SystemExit(2)
+    mode, target, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    channel = _channel_from_env()
+    install(channel)
+    prepare(mode, target, args)
+    status = execute(channel, mode, target)
+    if status:
+        raise SystemExit(status)
+
+
+if __name__ == "__main__":
+    main()

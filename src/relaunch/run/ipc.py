@@ -1,0 +1,129 @@
+"""The supervisor's side of the child's pipe: read, validate, never trust.
+
+The child speaks JSON lines (see bootstrap.py). A message is data and nothing else:
+it is parsed with ``json`` (never pickle, never eval), checked against the exact
+shape its type allows, and dropped (with a debug log) when it does not fit. Paths
+must be absolute strings without NUL bytes. Lines longer than ``MAX_LINE`` are
+dropped whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["MAX_LINE", "Message", "MessageReader", "parse"]
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 8192
+MAX_ITEMS = 1000
+
+
+@dataclass(frozen=True)
+class Message:
+    """One validated message.
+
+    ``paths`` holds absolute paths; ``modules`` (name, path, mtime_ns) triples, the
+    mtime being what the child saw when it found the file (-1 if it could not stat it).
+    """
+
+    kind: str
+    paths: tuple[str, ...] = ()
+    modules: tuple[tuple[str, str, int], ...] = ()
+    text: str = ""
+
+
+def _path(value: object) -> str | None:
+    if isinstance(value, str) and value and "\0" not in value and os.path.isabs(value):
+        return os.path.normpath(value)
+    return None
+
+
+def _paths(value: object) -> tuple[str, ...] | None:
+    if not isinstance(value, list) or len(value) > MAX_ITEMS:
+        return None
+    out = []
+    for item in value:
+        path = _path(item)
+        if path is None:
+            return None
+        out.append(path)
+    return tuple(out)
+
+
+def _modules(value: object) -> tuple[tuple[str, str, int], ...] | None:
+    if not isinstance(value, list) or len(value) > MAX_ITEMS:
+        return None
+    out = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
+            return None
+        path, mtime = _path(item[1]), item[2]
+        if path is None or len(item[0]) > 1000:
+            return None
+        if not isinstance(mtime, int) or isinstance(mtime, bool):
+            return None
+        out.append((item[0], path, mtime))
+    return tuple(out)
+
+
+_SIMPLE = frozenset({"running", "reload", "hooks", "hooks-done"})
+
+
+def parse(line: bytes) -> Message | None:
+    """Parse one line; None if it is not a well-formed message."""
+    if len(line) > MAX_LINE:
+        return None
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    kind = data.get("t")
+    if kind in _SIMPLE and len(data) == 1:
+        return Message(str(kind))
+    if kind in ("watch", "failed") and set(data) == {"t", "p"}:
+        paths = _paths(data["p"])
+        return None if paths is None else Message(kind, paths=paths)
+    if kind == "mods" and set(data) == {"t", "p"}:
+        modules = _modules(data["p"])
+        return None if modules is None else Message(kind, modules=modules)
+    if kind == "error" and set(data) == {"t", "summary"} and isinstance(data["summary"], str):
+        return Message(kind, text=data["summary"][:2000])
+    return None
+
+
+class MessageReader:
+    """Incremental parser: feed it what a read() returned, get the complete messages."""
+
+    def __init__(self, *, on_bad: Callable[[bytes], None] | None = None) -> None:
+        self.buffer = b""
+        self.skipping = False
+        self.on_bad = on_bad
+
+    def feed(self, chunk: bytes) -> list[Message]:
+        self.buffer += chunk
+        messages: list[Message] = []
+        while True:
+            newline = self.buffer.find(b"\n")
+            if newline < 0:
+                if len(self.buffer) > MAX_LINE:
+                    self.buffer = b""
+                    self.skipping = True  # drop the rest of this overlong line too
+                return messages
+            line, self.buffer = self.buffer[:newline], self.buffer[newline + 1 :]
+            if self.skipping:
+                self.skipping = False
+                continue
+            message = parse(line)
+            if message is None:
+                log.debug("dropped a malformed message from the child: %r", line[:200])
+                if self.on_bad is not None:
+                    self.on_bad(line)
+                continue
+            messages.append(message)

@@ -1,0 +1,429 @@
+"""The supervisor: runs the command, watches what it depends on, restarts it on change.
+
+Theory of operation
+-------------------
+Everything happens on one thread, in :meth:`Supervisor.run`, which takes events off
+one queue. Other threads only put events there: the file watcher (paths touched),
+each child's pipe reader (validated messages: files imported, a crash's files, a
+reload request) and exit waiter, the terminal reader (Enter or "rs"), and signal
+handlers (SIGHUP: reload; SIGINT/SIGTERM: stop; a second SIGINT: kill now).
+
+Touched paths are filtered by the watch set, grouped by the settler until the tree
+is quiet, and kept only if their content fingerprint really changed. A surviving
+batch restarts the child: stop its process group (reload hooks, SIGTERM, SIGKILL
+after the grace period), wait until the group is gone, start it again. A child
+that fails is reported and left down until the next change or a manual reload;
+nothing restarts in a loop.
+
+The supervisor never imports the program: it learns the program's files from the
+child's reports, which it validates and never executes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ..command import Command
+from ..watch.events import OVERFLOW, Watcher
+from ..watch.fingerprint import Fingerprints
+from ..watch.rules import git_top
+from ..watch.settle import Settler
+from ..watch.watchset import WatchSet, is_within
+from . import ipc
+from .child import Child, Guardian, interpreter_info
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("relaunch")
+
+# Watch-set growth (imports arriving while the program starts) is applied to the
+# file-system watcher at most this often.
+_WATCH_REFRESH = 0.02
+# A program that exits 0 this soon after starting is restarted with growing delays.
+_SHORT_RUN = 1.0
+
+
+def _names(paths: Iterable[str], limit: int = 3) -> str:
+    shown = sorted(
+        os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p for p in paths
+    )
+    text = ", ".join(shown[:limit])
+    if len(shown) > limit:
+        text += f" (+{len(shown) - limit} more)"
+    return text
+
+
+class Supervisor:
+    def __init__(
+        self,
+        command: Command,
+        watchset: WatchSet,
+        *,
+        grace: float = 5.0,
+        on_exit: str = "wait",
+        settle_ms: int = 10,
+        settle_max_ms: int = 1000,
+        poll: bool = False,
+        poll_interval: float = 0.5,
+        read_stdin: bool | None = None,
+    ) -> None:
+        self.command = command
+        self.watchset = watchset
+        self.grace = grace
+        self.on_exit = on_exit
+        self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.settler = Settler(quiet=settle_ms / 1000, max_wait=settle_max_ms / 1000)
+        self.fingerprints = Fingerprints()
+        self.watcher = Watcher(self._on_paths, poll=poll, poll_interval=poll_interval)
+        if read_stdin is None:
+            read_stdin = sys.stdin is not None and sys.stdin.isatty()
+        self.read_stdin = read_stdin
+        self.child: Child | None = None
+        self.state = "stopped"  # starting | running | failed | exited | stopped
+        self.generation = 0
+        self.reloads = 0
+        self.exit_code: int | None = None
+        self.interrupts = 0
+        self.guardian: Guardian | None = None
+        self.executable: str | None = None
+        self._watch_dirty_at: float | None = None
+        self._unwatched: set[str] = set()  # added to the watch set, not yet to the watcher
+        self._new_modules: set[str] = set()  # .py files that appeared while the child ran
+        self._child_started_ns = 0
+        top = git_top(os.getcwd())
+        self._git_lock = os.path.join(top, ".git", "index.lock") if top else None
+        self._failed_files: set[str] = set()
+        self._pending_report: tuple[int, str, float] | None = None
+        self._restart_delay = 0.0
+        self._restart_at: float | None = None
+
+    # -- inputs (any thread) ------------------------------------------------------
+
+    def _on_paths(self, paths: list[str]) -> None:
+        self.events.put(("paths", paths, time.monotonic()))
+
+    def _on_child_event(self, event: tuple[Any, ...]) -> None:
+        self.events.put(event)
+
+    def request_reload(self, why: str = "manual reload") -> None:
+        self.events.put(("manual", why))
+
+    def _read_terminal(self) -> None:
+        for line in sys.stdin:
+            if line.strip() in ("", "rs"):
+                self.events.put(("manual", "manual reload (Enter)"))
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT:
+            self.interrupts += 1
+            if self.interrupts >= 2:
+                self._kill_now()
+        self.events.put(("signal", signum))
+
+    def _kill_now(self) -> None:
+        child = self.child
+        if child is not None and child.proc is not None:
+            from .. import oslayer
+
+            oslayer.kill_group(child.proc)
+        log.warning("killed")
+        os._exit(130)
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; returns the exit code for relaunch itself."""
+        self._install_signals()
+        self.guardian = Guardian()
+        if self.command.python is not None:
+            info = interpreter_info(self.command.python.interpreter)
+            self.watchset.set_excluded_roots(info.roots)
+            self.executable = info.executable
+        if self.read_stdin:
+            threading.Thread(target=self._read_terminal, name="relaunch-stdin", daemon=True).start()
+        for path in self.watchset.files():
+            self.fingerprints.remember(path)
+        self._refresh_watcher()
+        self._start_child()
+        try:
+            while self.exit_code is None:
+                self._step()
+        finally:
+            self._shutdown()
+        return self.exit_code
+
+    def _next_deadline(self) -> float | None:
+        candidates = [t for t in (self.settler.due(), self._watch_dirty_at, self._restart_at) if t]
+        return min(candidates) if candidates else None
+
+    def _step(self) -> None:
+        deadline = self._next_deadline()
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            event = self.events.get(timeout=timeout)
+        except queue.Empty:
+            event = None
+        if event is not None:
+            self._handle(event)
+        now = time.monotonic()
+        if self._watch_dirty_at is not None and now >= self._watch_dirty_at:
+            self._refresh_watcher()
+        if self._restart_at is not None and now >= self._restart_at:
+            self._restart_at = None
+            self._restart("program exited: restarting (--on-exit restart)")
+        batch = self.settler.take(now, held=self._vcs_busy)
+        if batch is not None:
+            changed = [p for p in batch.paths if self.fingerprints.update(p)]
+            if changed:
+                self._restart(f"{_names(changed)} changed", since=batch.first_event)
+            else:
+                log.debug("no content changed in %s", _names(batch.paths))
+
+    def _vcs_busy(self) -> bool:
+        """A git operation is under way (checkout, rebase, merge): its lock file exists."""
+        return self._git_lock is not None and os.path.exists(self._git_lock)
+
+    def _handle(self, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind == "paths":
+            self._on_touched(event[1], event[2])
+        elif kind == "msg":
+            self._on_message(event[1], event[2])
+        elif kind == "exit":
+            self._on_exit(event[1], event[2])
+        elif kind == "manual":
+            self._restart(event[1])
+        elif kind == "signal":
+            self._on_signal_event(event[1])
+
+    def _on_signal_event(self, signum: int) -> None:
+        if signum == getattr(signal, "SIGHUP", None):
+            self._restart("manual reload (SIGHUP)")
+        elif signum in (signal.SIGINT, signal.SIGTERM):
+            log.info("stopping")
+            self.exit_code = 0
+
+    # -- files -----------------------------------------------------------------------
+
+    def _on_touched(self, paths: list[str], when: float) -> None:
+        relevant: list[str] = []
+        for path in paths:
+            if path == OVERFLOW:
+                log.warning("the OS dropped file events: checking every watched file")
+                relevant.extend(self.watchset.files())
+                continue
+            if os.path.basename(path) == ".gitignore" and self.watchset.rules.gitignore:
+                self.watchset.rules.gitignore.forget(os.path.dirname(path))
+            if path in self.fingerprints or self.watchset.matches(path):
+                relevant.append(path)
+                continue
+            if self.watchset.rules.reason(path, is_dir=True):
+                continue  # __pycache__, .git, logs...: nothing relaunch reacts to
+            if (
+                path in self.watcher.event_dirs
+                or path in self.watcher.poll_dirs
+                or (os.path.isdir(path))
+            ):
+                # A folder appeared, vanished or moved: re-walk, re-check what it held.
+                self.watchset.invalidate_tree()
+                self._mark_watch_dirty()
+                relevant.extend(f for f in self.watchset.files() if is_within(f, path))
+            elif path.endswith(".py"):
+                # A new module next to watched ones: it matters if the program failed,
+                # perhaps importing it before it existed (now or once the exit is seen).
+                if self.state == "failed":
+                    relevant.append(path)
+                else:
+                    self._new_modules.add(path)
+        if relevant:
+            self.settler.add(relevant, when)
+
+    def _add_files(self, files: Iterable[tuple[str, int | None]], how: str) -> None:
+        """Add files the program depends on; each with the mtime it saw, when known."""
+        added = False
+        stale = []
+        for path, mtime in files:
+            if self.watchset.add(path, how):
+                added = True
+                self._unwatched.add(path)
+                if self.fingerprints.remember(path, loaded_mtime_ns=mtime):
+                    stale.append(path)
+        if added:
+            self._mark_watch_dirty()
+        if stale:
+            # Edited after the program loaded it: the fingerprint taken now already has the
+            # edit, so only the mtime says the running code is old.
+            self._changed_unseen(stale)
+
+    def _mark_watch_dirty(self) -> None:
+        if self._watch_dirty_at is None:
+            self._watch_dirty_at = time.monotonic() + _WATCH_REFRESH
+
+    def _refresh_watcher(self) -> None:
+        self._watch_dirty_at = None
+        files = self.watchset.files()
+        self.watcher.update(self.watchset.directories(), files)
+        for path in files:
+            self.fingerprints.remember(path)
+        log.debug("watching %d file(s): %s", len(files), self.watcher.describe())
+        # Files added since the last refresh were not covered by the watcher until now:
+        # an edit in that window raised no event, so look at them once more.
+        missed = [p for p in self._unwatched if self.fingerprints.update(p)]
+        self._unwatched.clear()
+        if missed:
+            self._changed_unseen(missed)
+        if self.state == "failed":
+            self._scan_new_modules()
+
+    def _changed_unseen(self, paths: list[str]) -> None:
+        """Files known to have changed although no event said so: reload for them."""
+        for path in paths:
+            self.fingerprints.forget(path)  # so the settled batch counts them as changed
+        self.settler.add(paths, time.monotonic())
+
+    # -- the child ---------------------------------------------------------------------
+
+    def _on_message(self, generation: int, message: ipc.Message) -> None:
+        current = generation == self.generation
+        if message.kind == "mods":
+            self._add_files(
+                ((path, mtime) for _name, path, mtime in message.modules), "imported by the program"
+            )
+        elif message.kind == "watch":
+            self._add_files(((p, None) for p in message.paths), "relaunch.watch()")
+        elif message.kind == "failed":
+            self._failed_files.update(message.paths)
+            self._add_files(((p, None) for p in message.paths), "named in the program's traceback")
+        elif message.kind == "running" and current:
+            self.state = "running"
+            self._report_up()
+        elif message.kind == "reload" and current:
+            self._restart("reload requested by the program (relaunch.trigger_reload())")
+
+    def _report_up(self) -> None:
+        if self._pending_report is None:
+            return
+        number, why, since = self._pending_report
+        self._pending_report = None
+        took = (time.monotonic() - since) * 1000
+        log.info("reload #%d: %s; new process up in %.0f ms", number, why, took)
+
+    def _start_child(self) -> None:
+        self.generation += 1
+        self._failed_files.clear()
+        self._new_modules.clear()
+        self._child_started_ns = time.time_ns()
+        child = Child(
+            self.command,
+            generation=self.generation,
+            on_event=self._on_child_event,
+            stdin_to_child=not self.read_stdin,
+            executable=self.executable,
+        )
+        try:
+            child.start()
+        except OSError as exc:
+            log.error("cannot start %s: %s; waiting for a change", self.command.argv[0], exc)
+            self.state = "failed"
+            self.child = None
+            return
+        self.child = child
+        self.state = "starting"
+        if self.guardian is not None and child.pid is not None:
+            self.guardian.track(child.pid)
+        if not self.command.is_python:
+            self.state = "running"
+            self._report_up()
+
+    def _stop_child(self) -> None:
+        child = self.child
+        if child is None:
+            return
+        self.child = None
+        child.stop(self.grace)
+        if self.guardian is not None and child.pid is not None:
+            self.guardian.forget(child.pid)
+
+    def _restart(self, why: str, since: float | None = None) -> None:
+        if self._pending_report is not None:
+            number, previous, _since = self._pending_report
+            log.info(
+                "reload #%d: %s; superseded by a newer change before it was up", number, previous
+            )
+        self.reloads += 1
+        self._restart_at = None
+        self._pending_report = (self.reloads, why, since or time.monotonic())
+        self._stop_child()
+        self._start_child()
+
+    def _on_exit(self, generation: int, code: int) -> None:
+        if generation != self.generation or self.child is None:
+            return  # an old child, stopped on purpose
+        child = self.child
+        lived = time.monotonic() - child.started_at
+        self._stop_child()  # reap what it left in its group
+        if code == 0:
+            self.state = "exited"
+            if self.on_exit == "exit":
+                log.info("program exited with code 0: exiting")
+                self.exit_code = 0
+            elif self.on_exit == "restart":
+                self._restart_delay = (
+                    min(max(self._restart_delay * 2, 0.1), 5.0) if lived < _SHORT_RUN else 0.0
+                )
+                self._restart_at = time.monotonic() + self._restart_delay
+            else:
+                log.info("program exited with code 0; waiting for a change (or press Enter)")
+            return
+        self.state = "failed"
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        extra = ""
+        if self._failed_files:
+            extra = f"; watching the files of its traceback ({_names(self._failed_files)})"
+        log.error("program %s%s; waiting for a change (or press Enter)", how, extra)
+        self._scan_new_modules()
+
+    def _scan_new_modules(self) -> None:
+        """After a failure: .py files that appeared next to watched ones since the child
+        started, including any created before their folder was watched."""
+        since = self._child_started_ns
+        for directory in self.watchset.directories():
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue
+            for entry in entries:
+                if not entry.name.endswith(".py") or entry.path in self.watchset.imported:
+                    continue
+                try:
+                    if entry.stat().st_mtime_ns >= since:
+                        self._new_modules.add(entry.path)
+                except OSError:
+                    continue
+        if self._new_modules:
+            self.settler.add(self._new_modules, time.monotonic())
+            self._new_modules = set()
+
+    # -- start and stop ----------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _shutdown(self) -> None:
+        self._stop_child()
+        self.watcher.close()
+        if self.guardian is not None:
+            self.guardian.close()

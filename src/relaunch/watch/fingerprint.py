@@ -1,0 +1,91 @@
+"""Did a file really change? Content fingerprints, so a no-op save reloads nothing.
+
+A file counts as changed when it appears or disappears, when its content differs,
+or when its mtime goes backwards (an older version restored, even byte-identical
+to what was loaded: the user meant to go back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+__all__ = ["Fingerprint", "Fingerprints", "changed", "take"]
+
+# Above this size a file is compared by size and mtime only: hashing it on every
+# event would cost more than the reload it might save.
+HASH_LIMIT = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    mtime_ns: int
+    size: int
+    digest: bytes | None
+
+
+def take(path: str) -> Fingerprint | None:
+    """The file's fingerprint now, or None if it does not exist (or is not a file)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not os.path.isfile(path):
+        return None
+    digest = None
+    if st.st_size <= HASH_LIMIT:
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.blake2b(f.read(), digest_size=16).digest()
+        except OSError:
+            return None
+    return Fingerprint(st.st_mtime_ns, st.st_size, digest)
+
+
+def changed(old: Fingerprint | None, new: Fingerprint | None) -> bool:
+    """The decision, pure: True when ``old`` to ``new`` is a change worth a reload."""
+    if old is None or new is None:
+        return old is not new
+    if new.mtime_ns < old.mtime_ns or new.size != old.size:
+        return True
+    if old.digest is None or new.digest is None:
+        return new.mtime_ns != old.mtime_ns
+    return new.digest != old.digest
+
+
+class Fingerprints:
+    """The last fingerprint seen for each watched file."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, Fingerprint | None] = {}
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._known
+
+    def remember(self, path: str, *, loaded_mtime_ns: int | None = None) -> bool:
+        """Record the file's state as the baseline, if it has none yet.
+
+        ``loaded_mtime_ns`` is the mtime the program saw when it loaded the file. True
+        means the file has changed since then: an edit that landed while the program was
+        starting, before any watcher covered the file.
+        """
+        if path not in self._known:
+            self._known[path] = take(path)
+        if loaded_mtime_ns is None:
+            return False
+        now = self._known[path]
+        return (now.mtime_ns if now is not None else -1) != loaded_mtime_ns
+
+    def update(self, path: str) -> bool:
+        """Take a new fingerprint; True if the file changed since the last one.
+
+        A file never seen before counts as changed: nothing says it is not.
+        """
+        seen = path in self._known
+        old = self._known.get(path)
+        new = self._known[path] = take(path)
+        return not seen or changed(old, new)
+
+    def forget(self, path: str) -> None:
+        self._known.pop(path, None)

@@ -1,0 +1,200 @@
+"""The watch set: exactly which files relaunch reacts to, and why.
+
+Two sources feed it: files the running program imported (reported live by the
+child, plus every file of a crash's traceback) and the user's ``--watch`` entries
+(files, folders, globs). Ignore rules filter both. :meth:`WatchSet.decide` is the
+one place that says whether a path is watched; ``--explain`` prints its reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from .rules import Glob, IgnoreRules, glob_base, has_magic
+
+__all__ = ["Decision", "WatchEntry", "WatchSet", "is_within"]
+
+
+def is_within(path: str, root: str) -> bool:
+    """True if ``path`` is ``root`` or below it (both absolute, normalised)."""
+    root = root.rstrip(os.sep) or os.sep
+    return path == root or path.startswith(root if root == os.sep else root + os.sep)
+
+
+@dataclass(frozen=True)
+class Decision:
+    watched: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class WatchEntry:
+    """One ``--watch`` argument: a file, a folder (watched recursively) or a glob."""
+
+    text: str
+    path: str
+    kind: str  # "file", "dir" or "glob"
+
+    @classmethod
+    def parse(cls, text: str, *, cwd: str) -> WatchEntry:
+        """Classify a --watch argument. Raises FileNotFoundError for a path that does not exist."""
+        expanded = os.path.expanduser(text)
+        absolute = os.path.normpath(os.path.join(cwd, expanded))
+        if has_magic(expanded):
+            glob = Glob(expanded, cwd)
+            base = glob_base(glob.absolute)
+            if not os.path.isdir(base):
+                raise FileNotFoundError(f"--watch '{text}': folder {base} does not exist")
+            return cls(text, glob.absolute, "glob")
+        if os.path.isdir(absolute):
+            return cls(text, absolute, "dir")
+        if os.path.exists(absolute):
+            return cls(text, absolute, "file")
+        raise FileNotFoundError(f"--watch '{text}': no such file or folder")
+
+    @property
+    def base(self) -> str:
+        """The folder that holds everything this entry can match."""
+        if self.kind == "dir":
+            return self.path
+        if self.kind == "file":
+            return os.path.dirname(self.path)
+        return glob_base(self.path)
+
+    def matches(self, path: str) -> bool:
+        if self.kind == "file":
+            return path == self.path
+        if self.kind == "dir":
+            return is_within(path, self.path) and path != self.path
+        return Glob(self.path, "/").matches(path)
+
+
+class WatchSet:
+    """What is watched. Mutated only by the supervisor's thread; never blocks on the child."""
+
+    def __init__(
+        self,
+        *,
+        entries: Iterable[WatchEntry] = (),
+        rules: IgnoreRules | None = None,
+        excluded_roots: Iterable[str] = (),
+        watch_installed: bool = False,
+    ) -> None:
+        self.entries = tuple(entries)
+        self.rules = rules or IgnoreRules()
+        self.watch_installed = watch_installed
+        self.excluded_roots: tuple[str, ...] = ()
+        self.set_excluded_roots(excluded_roots)
+        self.imported: dict[str, str] = {}
+        self._tree: tuple[set[str], set[str]] | None = None
+
+    def set_excluded_roots(self, roots: Iterable[str]) -> None:
+        """Folders of the standard library and installed packages (reported by the child)."""
+        cleaned = {os.path.normpath(r) for r in roots if r}
+        self.excluded_roots = tuple(sorted(cleaned, key=len, reverse=True))
+
+    def _excluded(self, path: str) -> str | None:
+        if self.watch_installed:
+            return None
+        for root in self.excluded_roots:
+            if is_within(path, root):
+                return root
+        return None
+
+    def add(self, path: str, how: str = "imported by the program") -> bool:
+        """Record a file the program depends on. True if it is newly watched."""
+        if path in self.imported:
+            return False
+        decision = self.decide(path, candidate=how)
+        if not decision.watched:
+            return False
+        self.imported[path] = how
+        return True
+
+    def decide(self, path: str, *, is_dir: bool = False, candidate: str | None = None) -> Decision:
+        """Whether ``path`` is watched, and the rule that decided it.
+
+        ``candidate`` asks about a file as if the program had just reported it.
+        """
+        how = candidate or self.imported.get(path)
+        reason = self.rules.reason(path, imported=how is not None, is_dir=is_dir)
+        if reason:
+            return Decision(False, f"ignored by {reason}")
+        if how is not None:
+            root = self._excluded(path)
+            if root:
+                return Decision(
+                    False,
+                    f"in the standard library or an installed package ({root}); "
+                    "--watch-installed watches these",
+                )
+            return Decision(True, how)
+        for entry in self.entries:
+            if entry.matches(path):
+                return Decision(True, f"--watch '{entry.text}'")
+        root = self._excluded(path)
+        if root:
+            return Decision(False, f"in the standard library or an installed package ({root})")
+        return Decision(False, "not imported by the program and matched by no --watch")
+
+    def matches(self, path: str) -> bool:
+        return self.decide(path).watched
+
+    # -- what to hand the file-system watcher --------------------------------------
+
+    def invalidate_tree(self) -> None:
+        """Forget the walked folders of --watch entries (a folder appeared or vanished)."""
+        self._tree = None
+
+    def _walk(self, root: str) -> Iterator[tuple[str, list[str]]]:
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            kept = []
+            for name in dirnames:
+                full = os.path.join(dirpath, name)
+                if self.rules.reason(full, is_dir=True):
+                    continue
+                if os.path.exists(os.path.join(full, "pyvenv.cfg")):
+                    continue  # a virtualenv, whatever its name
+                kept.append(name)
+            dirnames[:] = kept
+            yield dirpath, filenames
+
+    def _entry_tree(self) -> tuple[set[str], set[str]]:
+        if self._tree is None:
+            dirs: set[str] = set()
+            files: set[str] = set()
+            for entry in self.entries:
+                if entry.kind == "file":
+                    dirs.add(entry.base)
+                    files.add(entry.path)
+                    continue
+                for dirpath, filenames in self._walk(entry.base):
+                    dirs.add(dirpath)
+                    for name in filenames:
+                        full = os.path.join(dirpath, name)
+                        if self.matches(full):
+                            files.add(full)
+            self._tree = (dirs, files)
+        return self._tree
+
+    def directories(self) -> set[str]:
+        """Folders to watch, each non-recursively: the OS watch count follows the watch set."""
+        dirs = set(self._entry_tree()[0])
+        for path in self.imported:
+            dirs.add(_existing_ancestor(os.path.dirname(path)))
+        return dirs
+
+    def files(self) -> set[str]:
+        """Every file in the watch set that exists now (or was imported and may come back)."""
+        return set(self._entry_tree()[1]) | set(self.imported)
+
+
+def _existing_ancestor(path: str) -> str:
+    while not os.path.isdir(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path

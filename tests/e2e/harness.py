@@ -1,0 +1,151 @@
+"""Run ``relaunch`` as a real process and watch what it prints. Never a fixed sleep:
+every wait is for a line, a file or a process state, bounded by a timeout."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+TIMEOUT = 20.0
+
+
+class Lines:
+    """Collects a stream's lines in a thread; wait_for() blocks until a line matches."""
+
+    def __init__(self, stream: object) -> None:
+        self.lines: list[str] = []
+        self.cond = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, stream: object) -> None:
+        for raw in stream:  # type: ignore[attr-defined]
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def wait_for(self, pattern: str, *, start: int = 0, timeout: float = TIMEOUT) -> re.Match[str]:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            index = start
+            while True:
+                while index < len(self.lines):
+                    match = regex.search(self.lines[index])
+                    if match:
+                        return match
+                    index += 1
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    raise AssertionError(
+                        f"no line matching {pattern!r} after {timeout}s; got:\n" + self.text()
+                    )
+                self.cond.wait(left)
+
+    def count(self, pattern: str) -> int:
+        regex = re.compile(pattern)
+        with self.cond:
+            return sum(1 for line in self.lines if regex.search(line))
+
+    def mark(self) -> int:
+        with self.cond:
+            return len(self.lines)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class Relaunch:
+    """``python -m relaunch ARGS`` in ``cwd``; stdout and stderr read separately."""
+
+    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("RELAUNCH_")}
+        full_env["PYTHONUNBUFFERED"] = "1"
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "relaunch", *args],
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.out = Lines(self.proc.stdout)
+        self.err = Lines(self.proc.stderr)
+
+    def expect(self, pattern: str, *, stream: str = "out", start: int = 0,
+               timeout: float = TIMEOUT) -> re.Match[str]:
+        """Wait for a line on stdout ("out") or stderr ("err"); on failure show both."""
+        lines = self.out if stream == "out" else self.err
+        try:
+            return lines.wait_for(pattern, start=start, timeout=timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.output()}") from None
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # everything it started, whatever happened
+        except OSError:
+            pass
+        self.proc.wait()
+
+    def output(self) -> str:
+        return "--- stdout\n" + self.out.text() + "\n--- stderr\n" + self.err.text()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def write(path: Path, text: str) -> None:
+    """Write like an editor that rewrites in place, making sure the mtime moves."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(text)
+    if path.stat().st_mtime_ns == before:
+        os.utime(path, ns=(before + 1_000_000, before + 1_000_000))
