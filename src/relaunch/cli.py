@@ -78,7 +78,8 @@ def _add_option(parser: argparse.ArgumentParser, option: Any) -> None:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and its subcommand parsers, by name."""
     parser = _Parser(
         prog="relaunch",
         description="Reload Python programs and web servers the moment their code changes.",
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="-- COMMAND [ARGS...]",
         help="the command to run",
     )
-    return parser
+    return parser, {"run": run}
 
 
 class _Formatter(logging.Formatter):
@@ -153,18 +154,23 @@ def build_watchset(settings: Settings, command: Command | None, cwd: str) -> Wat
     return WatchSet(entries=entries, rules=rules, watch_installed=settings.watch_installed)
 
 
+_MODULE_SUFFIXES = (".py", ".pyw", ".so", ".pyd")
+
+
 def _explain(paths: Sequence[str], watchset: WatchSet, command: Command | None) -> int:
     if command is not None and command.python is not None:
         watchset.set_excluded_roots(interpreter_info(command.python.interpreter).roots)
+    python = command is not None and command.is_python
     for text in paths:
         path = os.path.abspath(text)
         decision = watchset.decide(path, is_dir=os.path.isdir(path))
-        if not decision.watched and command is not None and command.is_python:
-            candidate = watchset.decide(path, candidate="imported by the program")
-            if candidate.watched:
+        if not decision.watched and python and path.endswith(_MODULE_SUFFIXES):
+            # Modules are watched when imported: say what would happen then.
+            decision = watchset.decide(path, candidate="imported by the program")
+            if decision.watched:
                 print(
-                    f"{text}: watched once the program imports it (Python files are "
-                    f"watched as they are imported); otherwise: {decision.reason}"
+                    f"{text}: watched once the program imports it "
+                    "(Python modules are watched as they are imported)"
                 )
                 continue
         verdict = "watched" if decision.watched else "not watched"
@@ -204,7 +210,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, subcommands = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Say which subcommand's --help to read, not the top level's.
+        subcommands[args.subcommand].error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging(getattr(args, "verbose", False), getattr(args, "quiet", False))
     try:
         return _run(args)

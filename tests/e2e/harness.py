@@ -86,8 +86,9 @@ class Relaunch:
         self.out = Lines(self.proc.stdout)
         self.err = Lines(self.proc.stderr)
 
-    def expect(self, pattern: str, *, stream: str = "out", start: int = 0,
-               timeout: float = TIMEOUT) -> re.Match[str]:
+    def expect(
+        self, pattern: str, *, stream: str = "out", start: int = 0, timeout: float = TIMEOUT
+    ) -> re.Match[str]:
         """Wait for a line on stdout ("out") or stderr ("err"); on failure show both."""
         lines = self.out if stream == "out" else self.err
         try:

@@ -46,7 +46,9 @@ def test_syntax_error_is_reported_then_fix_is_picked_up(app: Path, relaunch: Sta
     r.expect("value=1")
     write(app / "msg.py", "VALUE = (\n")
     r.expect("SyntaxError", stream="err")
-    r.expect(r"error: program exited with code 1; watching the files of its traceback", stream="err")
+    r.expect(
+        r"error: program exited with code 1; watching the files of its traceback", stream="err"
+    )
     write(app / "msg.py", "VALUE = 3\n")
     r.expect("value=3")
 
@@ -134,7 +136,9 @@ def test_python_dash_m_runs_package_main(tmp_path: Path, relaunch: Start) -> Non
 def _git(cwd: Path, *args: str) -> None:
     subprocess.run(
         ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", *args],
-        cwd=cwd, check=True, capture_output=True,
+        cwd=cwd,
+        check=True,
+        capture_output=True,
     )
 
 
@@ -338,8 +342,10 @@ def test_child_ignoring_sigterm_is_killed_after_grace(app: Path, relaunch: Start
 def test_console_script_with_python_shebang(app: Path, relaunch: Start) -> None:
     script = app / "bin" / "serve-it"
     script.parent.mkdir()
-    script.write_text(f"#!{PY}\nimport sys, runpy\nsys.path.insert(0, {str(app)!r})\n"
-                      "runpy.run_path('app.py', run_name='__main__')\n")
+    script.write_text(
+        f"#!{PY}\nimport sys, runpy\nsys.path.insert(0, {str(app)!r})\n"
+        "runpy.run_path('app.py', run_name='__main__')\n"
+    )
     script.chmod(0o755)
     r = relaunch(["run", "--", str(script)])
     r.expect("value=1")
