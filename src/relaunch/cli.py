@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, oslayer
 from .command import Command, CommandError, resolve
 from .config import OPTIONS, ConfigError, Settings, load
 from .run.child import interpreter_info
@@ -178,6 +178,18 @@ def _explain(paths: Sequence[str], watchset: WatchSet, command: Command | None) 
     return 0
 
 
+def resolve_restart(choice: str, command: Command) -> str:
+    """"warm" or "cold" for this command: warm needs a Python program and fork()."""
+    if command.python is None:
+        return "cold"
+    if choice == "auto":
+        return "warm" if oslayer.IS_LINUX else "cold"
+    if choice == "warm" and not oslayer.CAN_FORK:
+        log.warning("warm restarts need fork(), which this platform lacks: restarting cold")
+        return "cold"
+    return choice
+
+
 def _run(args: argparse.Namespace) -> int:
     cwd = os.getcwd()
     settings = load({option.name: getattr(args, option.name) for option in OPTIONS}, cwd=cwd)
@@ -189,8 +201,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.explain:
         return _explain(args.explain, watchset, command)
     assert command is not None
-    if command.python is None and any(os.path.basename(a) == "python" for a in argv[:1]):
-        log.info("running %s without a program: nothing to report imports", argv[0])
+    restart = resolve_restart(settings.restart, command)
 
     from .run.supervisor import Supervisor
 
@@ -203,8 +214,13 @@ def _run(args: argparse.Namespace) -> int:
         settle_max_ms=settings.settle_max,
         poll=settings.poll,
         poll_interval=settings.poll_interval,
+        restart=restart,
+        no_preload=[name for name, _anchor in settings.no_preload],
     )
-    mode = "Python program, watching its imports" if command.is_python else "command"
+    if command.is_python:
+        mode = f"Python program, watching its imports, {restart} restarts"
+    else:
+        mode = "command"
     log.info("running %s (%s); Enter reloads, Ctrl-C stops", " ".join(argv), mode)
     return supervisor.run()
 

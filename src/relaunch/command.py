@@ -50,16 +50,6 @@ class PythonInvocation:
     target: str
     args: tuple[str, ...]
 
-    def original_argv(self) -> list[str]:
-        """The command line as the user would have typed it, interpreter first."""
-        program = {
-            "script": [self.target],
-            "module": ["-m", self.target],
-            "code": ["-c", self.target],
-            "stdin": ["-"],
-        }[self.mode]
-        return [self.interpreter, *self.flags, *program, *self.args]
-
 
 @dataclass(frozen=True)
 class Command:

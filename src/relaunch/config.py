@@ -72,6 +72,11 @@ OPTIONS: tuple[Option, ...] = (
            "before it is killed", metavar="SECONDS"),
     Option("on_exit", "choice", "wait", "what to do when the program exits with code 0: "
            "wait for a change, restart it, or exit with it", choices=("wait", "restart", "exit")),
+    Option("restart", "choice", "auto", "how to restart a Python program: warm (fork a "
+           "process that has its libraries imported: milliseconds), cold (a new interpreter), "
+           "or auto (warm on Linux, cold elsewhere)", choices=("auto", "warm", "cold")),
+    Option("no_preload", "list", [], "never preload this module or package for warm "
+           "restarts; repeatable", metavar="MODULE"),
 )  # fmt: skip
 
 _BY_KEY = {option.key: option for option in OPTIONS}
@@ -94,6 +99,8 @@ class Settings:
     settle_max: int = 1000
     grace: float = 5.0
     on_exit: str = "wait"
+    restart: str = "auto"
+    no_preload: list[tuple[str, str]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -123,7 +130,7 @@ def _convert(option: Option, value: Any, where: str) -> Any:
                 return value.strip().lower() in _TRUE
             raise TypeError
         if option.kind == "int":
-            if isinstance(value, bool):
+            if isinstance(value, (bool, float)):
                 raise TypeError
             return int(value)
         if option.kind == "float":

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = [
+    "CAN_FORK",
     "HAS_INOTIFY",
     "IS_LINUX",
     "IS_WINDOWS",
@@ -31,6 +32,7 @@ __all__ = [
     "inotify_remove_watch",
     "kill_group",
     "popen_group_kwargs",
+    "process_alive",
     "terminate_group",
     "unread_bytes",
     "wait_readable",
@@ -38,18 +40,28 @@ __all__ = [
 ]
 
 IS_WINDOWS = sys.platform == "win32"
+CAN_FORK = hasattr(os, "fork")
 IS_LINUX = sys.platform.startswith("linux")
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _linux_parent_death_setter() -> Callable[[], None] | None:
+def _load_prctl() -> Any:
     if not IS_LINUX:
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        prctl = libc.prctl
+        return libc.prctl
     except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()
+
+
+def _linux_parent_death_setter() -> Callable[[], None] | None:
+    prctl = _prctl
+    if prctl is None:
         return None
 
     def set_pdeathsig() -> None:
@@ -94,29 +106,49 @@ def _signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-def terminate_group(proc: subprocess.Popen[bytes]) -> None:
-    """Ask the child's whole process group to stop (SIGTERM; CTRL_BREAK on Windows)."""
+def terminate_group(pid: int) -> None:
+    """Ask the process group led by ``pid`` to stop (SIGTERM; CTRL_BREAK on Windows)."""
     if IS_WINDOWS:
         try:
-            proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+            os.kill(pid, signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
         except OSError:
             pass
         return
-    _signal_group(proc.pid, signal.SIGTERM)
+    _signal_group(pid, signal.SIGTERM)
 
 
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the child's whole process group and the descendants that left it."""
+def kill_group(pid: int) -> None:
+    """Kill the process group led by ``pid`` and the descendants that left it."""
     if IS_WINDOWS:
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True)
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True)
         return
-    strays = [pid for pid in descendants(proc.pid) if _pgid(pid) != proc.pid]
-    _signal_group(proc.pid, signal.SIGKILL)
-    for pid in strays:
+    leader = pid
+    strays = [p for p in descendants(leader) if _pgid(p) != leader]
+    _signal_group(leader, signal.SIGKILL)
+    for stray in strays:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(stray, signal.SIGKILL)
         except OSError:
             pass
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    if IS_WINDOWS:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if IS_LINUX:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+        except OSError:
+            return False
+    return True
 
 
 def group_alive(pgid: int) -> bool:

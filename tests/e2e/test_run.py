@@ -188,8 +188,11 @@ def test_noop_save_and_app_written_log_cause_no_reload(app: Path, relaunch: Star
             "print('logged', flush=True)\ntime.sleep(3600)",
         )
     )
-    r = relaunch(["run", "--", PY, "app.py"])
+    r = relaunch(["run", "-v", "--", PY, "app.py"])
     r.expect("logged")
+    # Touch files only once relaunch has heard what the program loaded: a file touched
+    # before that is rightly taken as changed (its mtime is not what the program saw).
+    r.expect(r"watching [1-9]\d* file\(s\)", stream="err")
     write(app / "msg.py", "VALUE = 1\n")  # same content, new mtime
     os.utime(app / "app.py")
     write(app / "msg.py", "VALUE = 6\n")

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .. import oslayer
 from ..command import Command
@@ -102,8 +102,20 @@ class Guardian:
                 self.proc.kill()
 
 
+class Forker(Protocol):
+    """Something that can fork a child running the program (the zygote's client)."""
+
+    def fork(self, child: Child, fds: tuple[int, int]) -> int: ...
+
+
 class Child:
-    """One run of the command. ``generation`` tags every event it produces."""
+    """One run of the command. ``generation`` tags every event it produces.
+
+    Started cold (a new process, :meth:`start`) or warm (forked by the zygote,
+    :meth:`start` with ``forker``). Either way it leads its own process group, and
+    its exit is reported once through ``on_event`` as ``("exit", generation, code)``
+    where code is as ``Popen.returncode`` (negative: killed by that signal).
+    """
 
     def __init__(
         self,
@@ -119,7 +131,9 @@ class Child:
         self.generation = generation
         self.on_event = on_event
         self.stdin_to_child = stdin_to_child
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
+        self.warm = False
+        self.returncode: int | None = None  # None also when the status could not be known
         self.started_at = 0.0
         self.exited = threading.Event()
         self._reading = threading.Lock()
@@ -128,10 +142,6 @@ class Child:
         self.hooks_done = threading.Event()
         self._control_w: int | None = None
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
     def argv(self) -> list[str]:
         py = self.command.python
         if py is None:
@@ -139,26 +149,25 @@ class Child:
         interpreter = self.executable or py.interpreter
         return [interpreter, *py.flags, BOOTSTRAP, py.mode, py.target, *py.args]
 
-    def start(self) -> None:
-        """Spawn the process. Raises OSError if it cannot be started."""
-        env = dict(os.environ)
+    def start(self, forker: Forker | None = None) -> None:
+        """Start the process: forked by ``forker`` if given, else spawned.
+
+        Raises OSError if it cannot be started (the zygote's errors are OSErrors too).
+        """
         py = self.command.python
         report_r = -1
-        child_ends: tuple[int, ...] = ()
+        child_ends: tuple[int, int] | tuple[()] = ()
         if py is not None:
             report_r, report_w = os.pipe()
             control_r, self._control_w = os.pipe()
             child_ends = (report_w, control_r)
-            env["_RELAUNCH_IPC"] = f"{report_w},{control_r}"
+        self.started_at = time.monotonic()
         try:
-            self.started_at = time.monotonic()
-            self.proc = subprocess.Popen(
-                self.argv(),
-                env=env,
-                pass_fds=child_ends,
-                stdin=None if self.stdin_to_child else subprocess.DEVNULL,
-                **oslayer.popen_group_kwargs(die_with_parent=py is None),
-            )
+            if forker is not None and child_ends:
+                self.pid = forker.fork(self, child_ends)
+                self.warm = True
+            else:
+                self._spawn(child_ends)
         except OSError:
             if report_r >= 0:
                 os.close(report_r)
@@ -172,7 +181,33 @@ class Child:
             threading.Thread(
                 target=self._read, args=(report_r,), name="relaunch-child-pipe", daemon=True
             ).start()
-        threading.Thread(target=self._wait, name="relaunch-child-wait", daemon=True).start()
+
+    def _spawn(self, child_ends: tuple[int, ...]) -> None:
+        env = dict(os.environ)
+        if child_ends:
+            env["_RELAUNCH_IPC"] = ",".join(str(fd) for fd in child_ends)
+        proc = subprocess.Popen(
+            self.argv(),
+            env=env,
+            pass_fds=child_ends,
+            stdin=None if self.stdin_to_child else subprocess.DEVNULL,
+            **oslayer.popen_group_kwargs(die_with_parent=self.command.python is None),
+        )
+        self.pid = proc.pid
+        threading.Thread(
+            target=self._wait, args=(proc,), name="relaunch-child-wait", daemon=True
+        ).start()
+
+    def _wait(self, proc: subprocess.Popen[bytes]) -> None:
+        self.mark_exited(proc.wait())
+
+    def mark_exited(self, code: int | None) -> None:
+        """Record the exit (called once, by whoever reaped the process; None: unknown)."""
+        if self.exited.is_set():
+            return
+        self.returncode = code
+        self.exited.set()
+        self.on_event(("exit", self.generation, code))
 
     def _read(self, fd: int) -> None:
         # Reading and handling happen under one lock, so stop() can be sure that all
@@ -208,23 +243,14 @@ class Child:
                     return
             time.sleep(0.001)
 
-    def _wait(self) -> None:
-        assert self.proc is not None
-        code = self.proc.wait()
-        self.exited.set()
-        self.on_event(("exit", self.generation, code))
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self, grace: float) -> None:
         """Stop the whole process group: reload hooks, SIGTERM, then SIGKILL after ``grace``.
 
         Returns when the child and everything left in its group are gone (or after a
         bounded wait for processes that cannot be killed).
         """
-        proc = self.proc
-        if proc is None:
+        pid = self.pid
+        if pid is None:
             return
         deadline = time.monotonic() + grace
         if self.command.is_python and not self.exited.is_set():
@@ -236,15 +262,16 @@ class Child:
             except OSError:
                 pass
         if not self.exited.is_set():
-            oslayer.terminate_group(proc)
-        # The waiter thread alone reaps the process; two waiters would race for it.
+            oslayer.terminate_group(pid)
+        # One reaper only (the waiter thread, or the zygote): wait for its word.
         if not self.exited.wait(timeout=max(0.0, deadline - time.monotonic())):
             log.warning("the program did not exit %.1f s after SIGTERM: killing it", grace)
         # Workers it left in its group get the rest of the grace period, then SIGKILL.
-        if not _wait_for(lambda: not oslayer.group_alive(proc.pid), deadline):
-            oslayer.kill_group(proc)
-        self.exited.wait()
-        _wait_for(lambda: not oslayer.group_alive(proc.pid), time.monotonic() + 5)
+        if not _wait_for(lambda: not oslayer.group_alive(pid), deadline):
+            oslayer.kill_group(pid)
+        if not self.exited.wait(timeout=5):
+            log.warning("process %d did not go away after SIGKILL", pid)
+        _wait_for(lambda: not oslayer.group_alive(pid), time.monotonic() + 5)
         self.close()
 
     def close(self) -> None:

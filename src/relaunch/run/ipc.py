@@ -85,6 +85,8 @@ def parse(line: bytes) -> Message | None:
     if not isinstance(data, dict):
         return None
     kind = data.get("t")
+    if not isinstance(kind, str):
+        return None
     if kind in _SIMPLE and len(data) == 1:
         return Message(str(kind))
     if kind in ("watch", "failed") and set(data) == {"t", "p"}:

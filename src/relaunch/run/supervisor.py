@@ -39,6 +39,7 @@ from ..watch.settle import Settler
 from ..watch.watchset import WatchSet, is_within
 from . import ipc
 from .child import Child, Guardian, interpreter_info
+from .warm import Cold, Warm
 
 __all__ = ["Supervisor"]
 
@@ -74,6 +75,8 @@ class Supervisor:
         poll: bool = False,
         poll_interval: float = 0.5,
         read_stdin: bool | None = None,
+        restart: str = "cold",
+        no_preload: Iterable[str] = (),
     ) -> None:
         self.command = command
         self.watchset = watchset
@@ -94,6 +97,9 @@ class Supervisor:
         self.interrupts = 0
         self.guardian: Guardian | None = None
         self.executable: str | None = None
+        self.restart_mode = restart
+        self.no_preload = tuple(no_preload)
+        self.strategy: Cold = Cold()
         self._watch_dirty_at: float | None = None
         self._unwatched: set[str] = set()  # added to the watch set, not yet to the watcher
         self._new_modules: set[str] = set()  # .py files that appeared while the child ran
@@ -130,10 +136,10 @@ class Supervisor:
 
     def _kill_now(self) -> None:
         child = self.child
-        if child is not None and child.proc is not None:
+        if child is not None and child.pid is not None:
             from .. import oslayer
 
-            oslayer.kill_group(child.proc)
+            oslayer.kill_group(child.pid)
         log.warning("killed")
         os._exit(130)
 
@@ -147,6 +153,17 @@ class Supervisor:
             info = interpreter_info(self.command.python.interpreter)
             self.watchset.set_excluded_roots(info.roots)
             self.executable = info.executable
+            if self.restart_mode == "warm":
+                self.strategy = Warm(
+                    self.command.python,
+                    self.watchset,
+                    executable=info.executable,
+                    roots=info.roots,
+                    deny=self.no_preload,
+                    stdin_to_child=not self.read_stdin,
+                    on_event=self.events.put,
+                    on_watch_dirs_changed=self._mark_watch_dirty,
+                )
         if self.read_stdin:
             threading.Thread(target=self._read_terminal, name="relaunch-stdin", daemon=True).start()
         for path in self.watchset.files():
@@ -161,7 +178,16 @@ class Supervisor:
         return self.exit_code
 
     def _next_deadline(self) -> float | None:
-        candidates = [t for t in (self.settler.due(), self._watch_dirty_at, self._restart_at) if t]
+        candidates = [
+            t
+            for t in (
+                self.settler.due(),
+                self._watch_dirty_at,
+                self._restart_at,
+                self.strategy.due(),
+            )
+            if t
+        ]
         return min(candidates) if candidates else None
 
     def _step(self) -> None:
@@ -176,6 +202,7 @@ class Supervisor:
         now = time.monotonic()
         if self._watch_dirty_at is not None and now >= self._watch_dirty_at:
             self._refresh_watcher()
+        self.strategy.tick(now)
         if self._restart_at is not None and now >= self._restart_at:
             self._restart_at = None
             self._restart("program exited: restarting (--on-exit restart)")
@@ -203,6 +230,8 @@ class Supervisor:
             self._restart(event[1])
         elif kind == "signal":
             self._on_signal_event(event[1])
+        elif kind == "zygote":
+            self.strategy.zygote_event(event[1], event[2])
 
     def _on_signal_event(self, signum: int) -> None:
         if signum == getattr(signal, "SIGHUP", None):
@@ -214,6 +243,7 @@ class Supervisor:
     # -- files -----------------------------------------------------------------------
 
     def _on_touched(self, paths: list[str], when: float) -> None:
+        self.strategy.paths_changed(paths)
         relevant: list[str] = []
         for path in paths:
             if path == OVERFLOW:
@@ -270,7 +300,7 @@ class Supervisor:
     def _refresh_watcher(self) -> None:
         self._watch_dirty_at = None
         files = self.watchset.files()
-        self.watcher.update(self.watchset.directories(), files)
+        self.watcher.update(self.watchset.directories() | self.strategy.watch_dirs(), files)
         for path in files:
             self.fingerprints.remember(path)
         log.debug("watching %d file(s): %s", len(files), self.watcher.describe())
@@ -294,6 +324,8 @@ class Supervisor:
     def _on_message(self, generation: int, message: ipc.Message) -> None:
         current = generation == self.generation
         if message.kind == "mods":
+            if current:
+                self.strategy.child_modules(message.modules, time.monotonic())
             self._add_files(
                 ((path, mtime) for _name, path, mtime in message.modules), "imported by the program"
             )
@@ -328,8 +360,16 @@ class Supervisor:
             stdin_to_child=not self.read_stdin,
             executable=self.executable,
         )
+        forker = self.strategy.forker()
+        if forker is not None:
+            try:
+                child.start(forker)
+            except OSError as exc:
+                log.debug("warm start failed (%s): starting cold", exc)
+                forker = None
         try:
-            child.start()
+            if forker is None:
+                child.start()
         except OSError as exc:
             log.error("cannot start %s: %s; waiting for a change", self.command.argv[0], exc)
             self.state = "failed"
@@ -337,6 +377,7 @@ class Supervisor:
             return
         self.child = child
         self.state = "starting"
+        self.strategy.child_started()
         if self.guardian is not None and child.pid is not None:
             self.guardian.track(child.pid)
         if not self.command.is_python:
@@ -364,7 +405,7 @@ class Supervisor:
         self._stop_child()
         self._start_child()
 
-    def _on_exit(self, generation: int, code: int) -> None:
+    def _on_exit(self, generation: int, code: int | None) -> None:
         if generation != self.generation or self.child is None:
             return  # an old child, stopped on purpose
         child = self.child
@@ -384,7 +425,12 @@ class Supervisor:
                 log.info("program exited with code 0; waiting for a change (or press Enter)")
             return
         self.state = "failed"
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        if code is None:
+            how = "exited (status unknown: the warm-start process that forked it died)"
+        elif code < 0:
+            how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
         extra = ""
         if self._failed_files:
             extra = f"; watching the files of its traceback ({_names(self._failed_files)})"
@@ -424,6 +470,7 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         self._stop_child()
+        self.strategy.close()
         self.watcher.close()
         if self.guardian is not None:
             self.guardian.close()

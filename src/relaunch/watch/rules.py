@@ -106,7 +106,7 @@ def _translate(pattern: str) -> str:
             else:
                 body = pattern[i + 1 : end]
                 if body.startswith("!"):
-                    body = "^" + body[1:]
+                    body = "^/" + body[1:]  # a wildcard never crosses a folder separator
                 out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
                 i = end + 1
         else:
@@ -269,7 +269,8 @@ class IgnoreRules:
     def reason(self, path: str, *, imported: bool = False, is_dir: bool = False) -> str | None:
         """Why ``path`` is ignored, or None when it is not."""
         for glob in self.user:
-            if glob.matches(path):
+            # "static/" names the folder itself as well as what is below it.
+            if glob.matches(path) or (is_dir and glob.matches(path + "/")):
                 return f"--ignore '{glob.text}'"
         if self.builtin:
             why = builtin_ignore_reason(path, self._base(path))

@@ -95,6 +95,10 @@ class WatchSet:
         cleaned = {os.path.normpath(r) for r in roots if r}
         self.excluded_roots = tuple(sorted(cleaned, key=len, reverse=True))
 
+    def installed(self, path: str) -> bool:
+        """True for a file of the standard library or an installed package."""
+        return any(is_within(path, root) for root in self.excluded_roots)
+
     def _excluded(self, path: str) -> str | None:
         if self.watch_installed:
             return None

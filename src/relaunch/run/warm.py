@@ -1,0 +1,223 @@
+"""Restart strategies: cold (a new interpreter each time) or warm (forked by a zygote).
+
+The supervisor asks its strategy three things: which process to fork the next child
+from (:meth:`Cold.forker`; None means spawn a new interpreter), what to do as the
+running child reports its modules, and whether a path that changed invalidates what
+the strategy holds. All methods run on the supervisor's thread.
+
+Warm restarts keep a zygote: a process with the program's interpreter, flags,
+``sys.argv`` and ``sys.path``, and the program's standard-library and installed
+modules already imported (never a watched file). A reload forks it, so the new
+child starts with those imports done: milliseconds instead of seconds for a program
+that imports a large library. The zygote is built in the background once the first
+child's imports go quiet, grows when a child imports more, and is rebuilt when a
+file it holds, an installed package or the interpreter changes; a module that
+starts a thread or opens a socket at import is left out. Until the zygote is ready,
+and whenever it fails, restarts are cold.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..command import PythonInvocation
+from ..watch.watchset import WatchSet
+from .preload import preload_candidates, should_rebuild
+from .zygote import ZygoteClient
+
+__all__ = ["Cold", "Warm"]
+
+log = logging.getLogger("relaunch")
+
+# The child's imports must have been quiet this long before the zygote (re)loads them.
+IMPORTS_QUIET = 0.3
+# Rebuilds in a row that found a fork-unsafe module before warm restarts are given up.
+MAX_UNSAFE_REBUILDS = 8
+
+
+class Cold:
+    """Every restart starts a new interpreter."""
+
+    name = "cold"
+
+    def forker(self) -> ZygoteClient | None:
+        return None
+
+    def child_started(self) -> None:
+        pass
+
+    def child_modules(self, modules: Iterable[tuple[str, str, int]], now: float) -> None:
+        pass
+
+    def due(self) -> float | None:
+        return None
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def paths_changed(self, paths: Iterable[str]) -> None:
+        pass
+
+    def zygote_event(self, zygote: Any, message: dict[str, Any]) -> None:
+        pass
+
+    def watch_dirs(self) -> set[str]:
+        return set()
+
+    def close(self) -> None:
+        pass
+
+
+class Warm(Cold):
+    name = "warm"
+
+    def __init__(
+        self,
+        python: PythonInvocation,
+        watchset: WatchSet,
+        *,
+        executable: str | None,
+        roots: Iterable[str],
+        deny: Iterable[str] = (),
+        stdin_to_child: bool,
+        on_event: Callable[[tuple[Any, ...]], None],
+        on_watch_dirs_changed: Callable[[], None],
+    ) -> None:
+        self.python = python
+        self.watchset = watchset
+        self.executable = executable
+        self.roots = frozenset(os.path.normpath(r) for r in roots)
+        self.deny = set(deny)
+        self.stdin_to_child = stdin_to_child
+        self.on_event = on_event
+        self.on_watch_dirs_changed = on_watch_dirs_changed
+        self.interpreter = os.path.realpath(executable) if executable else None
+        self.zygote: ZygoteClient | None = None
+        self.modules: list[tuple[str, str]] = []  # what the running child imported, in order
+        self._seen: set[str] = set()
+        self._quiet_at: float | None = None
+        self._unsafe_rebuilds = 0
+        self._gave_up = False
+
+    # -- the supervisor's questions --------------------------------------------------
+
+    def forker(self) -> ZygoteClient | None:
+        zygote = self.zygote
+        return zygote if zygote is not None and zygote.ready else None
+
+    def child_started(self) -> None:
+        self.modules = []
+        self._seen = set()
+
+    def child_modules(self, modules: Iterable[tuple[str, str, int]], now: float) -> None:
+        for name, path, _mtime in modules:
+            if name not in self._seen:
+                self._seen.add(name)
+                self.modules.append((name, path))
+        self._quiet_at = now + IMPORTS_QUIET
+
+    def due(self) -> float | None:
+        return self._quiet_at
+
+    def tick(self, now: float) -> None:
+        if self._quiet_at is not None and now >= self._quiet_at:
+            self._quiet_at = None
+            self._update()
+
+    def paths_changed(self, paths: Iterable[str]) -> None:
+        zygote = self.zygote
+        if zygote is None:
+            return
+        why = should_rebuild(
+            paths, zygote_files=zygote.files, site_roots=self.roots, interpreter=self.interpreter
+        )
+        if why:
+            log.info("%s: rebuilding the warm-start process", why)
+            self._discard()
+            self._update()
+
+    def zygote_event(self, zygote: Any, message: dict[str, Any]) -> None:
+        if zygote is not self.zygote:
+            return
+        event = message.get("ev")
+        if event == "loaded":
+            failed = message.get("failed") or []
+            log.debug(
+                "warm-start process %d ready: %s modules loaded in %s s%s",
+                zygote.pid,
+                message.get("modules"),
+                message.get("seconds"),
+                f" ({len(failed)} could not be preloaded)" if failed else "",
+            )
+            self.on_watch_dirs_changed()
+            self._update()  # the child may have imported more meanwhile
+        elif event == "unsafe":
+            module = str(message.get("module"))
+            log.info("not preloading %s for warm restarts: %s at import", module,
+                     message.get("why"))
+            self.deny.add(module)
+            self._discard()
+            self._unsafe_rebuilds += 1
+            if self._unsafe_rebuilds >= MAX_UNSAFE_REBUILDS:
+                self._gave_up = True
+                log.warning("too many modules are unsafe to fork: using cold restarts")
+            else:
+                self._update()
+        elif event == "gone":
+            log.debug("the warm-start process exited; the next restart is cold")
+            self._discard()
+
+    def watch_dirs(self) -> set[str]:
+        """Folders whose changes may invalidate the zygote: its files', site-packages, the
+        interpreter's."""
+        zygote = self.zygote
+        if zygote is None:
+            return set()
+        dirs = {os.path.dirname(f) for f in zygote.files if self._installed(f)}
+        dirs.update(r for r in self.roots if os.path.isdir(r))
+        if self.interpreter:
+            dirs.add(os.path.dirname(self.interpreter))
+        return dirs
+
+    def close(self) -> None:
+        self._discard()
+
+    # -- inside ----------------------------------------------------------------------
+
+    def _installed(self, path: str) -> bool:
+        return self.watchset.installed(path) and not self.watchset.matches(path)
+
+    def _update(self) -> None:
+        """Build the zygote, or have it preload what the child imported since."""
+        if self._gave_up:
+            return
+        zygote = self.zygote
+        if zygote is not None and not zygote.ready:
+            return  # busy; its "loaded" answer calls back here
+        already = zygote.modules if zygote is not None else ()
+        names = preload_candidates(
+            self.modules, installed=self._installed, deny=self.deny, already=already
+        )
+        if zygote is None:
+            try:
+                self.zygote = ZygoteClient(
+                    self.python,
+                    executable=self.executable,
+                    on_event=self.on_event,
+                    stdin_to_child=self.stdin_to_child,
+                )
+            except OSError as exc:
+                self._gave_up = True
+                log.warning("cannot start the warm-start process (%s): using cold restarts", exc)
+                return
+            self.zygote.preload(names)
+        elif names:
+            zygote.preload(names)
+
+    def _discard(self) -> None:
+        zygote, self.zygote = self.zygote, None
+        if zygote is not None:
+            zygote.close()

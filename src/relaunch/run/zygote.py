@@ -1,0 +1,193 @@
+"""The supervisor's handle on the zygote (see zygote_server.py for the other side).
+
+A :class:`ZygoteClient` starts the zygote process, asks it to preload modules, and
+forks warm children from it. A reader thread turns the zygote's messages into
+events for the supervisor (``("zygote", client, message)``) and reports the exit
+of each forked child to its :class:`~relaunch.run.child.Child`. If the zygote dies,
+the children it forked are watched by polling until they are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import oslayer
+from ..command import PythonInvocation
+from .child import Child
+
+__all__ = ["ZYGOTE_SERVER", "ZygoteClient"]
+
+log = logging.getLogger(__name__)
+
+ZYGOTE_SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote_server.py")
+FORK_TIMEOUT = 5.0
+MAX_MESSAGE = 16 << 20
+
+
+class ZygoteClient:
+    def __init__(
+        self,
+        python: PythonInvocation,
+        *,
+        executable: str | None,
+        on_event: Callable[[tuple[Any, ...]], None],
+        stdin_to_child: bool,
+    ) -> None:
+        self.on_event = on_event
+        self.children: dict[int, Child] = {}
+        self.lock = threading.Lock()
+        self.forked: dict[str, Any] | None = None
+        self.fork_done = threading.Condition(self.lock)
+        self.busy = True  # until the first preload answers
+        self.files: frozenset[str] = frozenset()
+        self.modules: set[str] = set()
+        self.alive = True
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = ours
+        env = dict(os.environ, _RELAUNCH_ZYGOTE_FD=str(theirs.fileno()))
+        interpreter = executable or python.interpreter
+        argv = [interpreter, *python.flags, ZYGOTE_SERVER, python.mode, python.target, *python.args]
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                pass_fds=(theirs.fileno(),),
+                stdin=None if stdin_to_child else subprocess.DEVNULL,
+                **oslayer.popen_group_kwargs(die_with_parent=True),
+            )
+        finally:
+            theirs.close()
+        self.thread = threading.Thread(target=self._read, name="relaunch-zygote", daemon=True)
+        self.thread.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def ready(self) -> bool:
+        return self.alive and not self.busy
+
+    def _send(self, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
+        data = (json.dumps(message) + "\n").encode()
+        if fds:
+            socket.send_fds(self.sock, [data], list(fds))
+        else:
+            self.sock.sendall(data)
+
+    def preload(self, modules: Sequence[str]) -> None:
+        """Ask the zygote to import these (in order); it answers with a "loaded" event."""
+        self.busy = True
+        self.modules.update(modules)
+        try:
+            self._send({"op": "preload", "modules": list(modules)})
+        except OSError:
+            self.alive = False
+
+    def fork(self, child: Child, fds: tuple[int, int]) -> int:
+        """Fork a warm child; returns its pid. Raises OSError if the zygote cannot."""
+        with self.lock:
+            if not self.ready:
+                raise OSError("the zygote is not ready")
+            self.forked = None
+            try:
+                self._send({"op": "fork"}, fds)
+            except OSError:
+                self.alive = False
+                raise
+            deadline = time.monotonic() + FORK_TIMEOUT
+            while self.forked is None and self.alive:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.busy = True  # an answer may still come: not safe to use
+                    raise OSError("the zygote did not answer")
+                self.fork_done.wait(left)
+            reply, self.forked = self.forked, None
+            if reply is None:
+                raise OSError("the zygote died")
+            pid = reply["pid"]
+            self.children[pid] = child
+            return int(pid)
+
+    def _read(self) -> None:
+        buffer = b""
+        try:
+            while True:
+                chunk = self.sock.recv(1 << 16)
+                if not chunk:
+                    break
+                buffer += chunk
+                if len(buffer) > MAX_MESSAGE:
+                    break
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    self._handle(line)
+        except OSError:
+            pass
+        with self.lock:
+            self.alive = False
+            self.fork_done.notify_all()
+            orphans = list(self.children.values())
+            self.children.clear()
+        for child in orphans:
+            threading.Thread(target=_watch_orphan, args=(child,), daemon=True).start()
+        self.on_event(("zygote", self, {"ev": "gone"}))
+
+    def _handle(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        event = message.get("ev")
+        if event == "forked" and isinstance(message.get("pid"), int):
+            with self.lock:
+                if self.busy:
+                    # The fork we gave up waiting for: nobody wants this child.
+                    oslayer.kill_group(message["pid"])
+                    return
+                self.forked = message
+                self.fork_done.notify_all()
+        elif event == "exit" and isinstance(message.get("pid"), int):
+            with self.lock:
+                child = self.children.pop(message["pid"], None)
+            if child is not None and isinstance(message.get("status"), int):
+                child.mark_exited(os.waitstatus_to_exitcode(message["status"]))
+        elif event == "loaded":
+            files = message.get("files")
+            if isinstance(files, list):
+                self.files = frozenset(f for f in files if isinstance(f, str))
+            self.busy = False
+            self.on_event(("zygote", self, message))
+        elif event == "unsafe":
+            self.on_event(("zygote", self, message))
+
+    def close(self) -> None:
+        """Stop the zygote (the children it forked are stopped by the supervisor)."""
+        self.alive = False
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _watch_orphan(child: Child) -> None:
+    """A warm child whose zygote died: nobody can give its exit status; poll until gone."""
+    pid = child.pid
+    while pid is not None and oslayer.process_alive(pid):
+        time.sleep(0.05)
+    child.mark_exited(None)

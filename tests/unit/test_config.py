@@ -1,0 +1,316 @@
+"""Unit tests for relaunch.config: defaults, pyproject.toml, RELAUNCH_* and the CLI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relaunch.config import OPTIONS, ConfigError, Settings, find_pyproject, load
+
+
+def write_pyproject(folder: Path, body: str) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "pyproject.toml"
+    path.write_text(body)
+    return str(path)
+
+
+def run_load(
+    tmp_path: Path,
+    *,
+    cli: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+    pyproject: str = "",
+) -> Settings:
+    return load(cli or {}, cwd=str(tmp_path), environ=environ or {}, pyproject=pyproject)
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = run_load(tmp_path)
+    assert settings == Settings()
+    assert settings.watch == [] and settings.ignore == []
+    assert settings.watch_installed is False
+    assert settings.gitignore is True
+    assert settings.poll is False
+    assert settings.poll_interval == 0.5
+    assert settings.settle == 10
+    assert settings.settle_max == 1000
+    assert settings.grace == 5.0
+    assert settings.on_exit == "wait"
+    assert settings.sources == {}
+
+
+def test_option_table_matches_settings() -> None:
+    defaults = Settings()
+    for option in OPTIONS:
+        assert getattr(defaults, option.name) == option.default
+        assert option.env == "RELAUNCH_" + option.name.upper()
+        assert option.flag == "--" + option.name.replace("_", "-")
+
+
+def test_environ_is_not_read_when_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAUNCH_POLL", "1")
+    assert run_load(tmp_path).poll is False
+
+
+# --- pyproject.toml ---------------------------------------------------------------------
+
+PYPROJECT = """
+[project]
+name = "demo"
+
+[tool.relaunch]
+watch = ["templates", "config/*.toml"]
+ignore = "*.tmp"
+watch-installed = true
+poll_interval = 0.25
+settle = 20
+settle-max = 500
+grace = 2
+on-exit = "restart"
+gitignore = false
+poll = true
+"""
+
+
+def test_pyproject_values(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    path = write_pyproject(proj, PYPROJECT)
+    settings = run_load(tmp_path / "elsewhere", pyproject=path)
+    anchor = str(proj)
+    assert settings.watch == [("templates", anchor), ("config/*.toml", anchor)]
+    assert settings.ignore == [("*.tmp", anchor)]
+    assert settings.watch_installed is True
+    assert settings.poll_interval == 0.25
+    assert settings.settle == 20
+    assert settings.settle_max == 500
+    assert settings.grace == 2.0
+    assert isinstance(settings.grace, float)
+    assert settings.on_exit == "restart"
+    assert settings.gitignore is False
+    assert settings.poll is True
+    assert settings.sources["settle"] == path
+    assert settings.sources["watch"] == path
+
+
+def test_pyproject_found_from_cwd(tmp_path: Path) -> None:
+    write_pyproject(tmp_path / "proj", "[tool.relaunch]\nsettle = 42\nwatch = ['src']\n")
+    cwd = tmp_path / "proj" / "a" / "b"
+    cwd.mkdir(parents=True)
+    settings = load({}, cwd=str(cwd), environ={})
+    assert settings.settle == 42
+    assert settings.watch == [("src", str(tmp_path / "proj"))]
+
+
+def test_pyproject_relative_path_anchor_is_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_pyproject(tmp_path / "proj", "[tool.relaunch]\nwatch = ['src']\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load({}, cwd=str(tmp_path), environ={}, pyproject="proj/pyproject.toml")
+    assert settings.watch == [("src", str(tmp_path / "proj"))]
+
+
+def test_pyproject_without_tool_relaunch(tmp_path: Path) -> None:
+    path = write_pyproject(tmp_path, "[project]\nname = 'x'\n[tool.black]\nline-length = 1\n")
+    assert run_load(tmp_path, pyproject=path) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[tool.relaunch]\nbogus = 1\n", "unknown key 'bogus' in \\[tool.relaunch\\]"),
+        ("[tool.relaunch]\nsettle = 'fast'\n", "expected a whole number, got 'fast'"),
+        ("[tool.relaunch]\nsettle = true\n", "expected a whole number, got True"),
+        ("[tool.relaunch]\nsettle = 1.5\n", "expected a whole number, got 1.5"),
+        ("[tool.relaunch]\ngrace = false\n", "expected a number, got False"),
+        ("[tool.relaunch]\npoll = 1\n", "expected true or false, got 1"),
+        ("[tool.relaunch]\nwatch = [1, 2]\n", "expected a string or a list of strings"),
+        ("[tool.relaunch]\nwatch = {a = 1}\n", "expected a string or a list of strings"),
+        ("[tool.relaunch]\non-exit = 'never'\n", "expected one of wait, restart, exit"),
+        ("[tool.relaunch]\nsettle = 2000\n", "settle <= settle-max"),
+        ("[tool.relaunch]\nsettle = -1\n", "settle <= settle-max"),
+        ("[tool.relaunch]\npoll-interval = 0\n", "poll-interval must be a positive"),
+        ("[tool.relaunch]\ngrace = -1\n", "grace must be zero or more"),
+        ("[tool]\nrelaunch = 3\n", "must be a table"),
+        ("[tool.relaunch\nsettle = 1\n", "is not valid TOML"),
+        ("[tool.relaunch]\nsettle = \n", "is not valid TOML"),
+    ],
+)
+def test_pyproject_errors(tmp_path: Path, body: str, message: str) -> None:
+    path = write_pyproject(tmp_path, body)
+    with pytest.raises(ConfigError, match=message):
+        run_load(tmp_path, pyproject=path)
+
+
+def test_pyproject_error_names_the_file_and_key(tmp_path: Path) -> None:
+    path = write_pyproject(tmp_path, "[tool.relaunch]\nsettle-max = 'x'\n")
+    with pytest.raises(ConfigError) as info:
+        run_load(tmp_path, pyproject=path)
+    assert str(info.value).startswith(f"{path}: [tool.relaunch] settle-max: ")
+
+
+def test_pyproject_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        run_load(tmp_path, pyproject=str(tmp_path / "nope.toml"))
+
+
+# --- environment ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1", True),
+        ("0", False),
+        ("true", True),
+        ("false", False),
+        ("True", True),
+        ("FALSE", False),
+        (" yes ", True),
+        ("no", False),
+        ("on", True),
+        ("off", False),
+        ("", False),
+    ],
+)
+def test_env_bool(tmp_path: Path, value: str, expected: bool) -> None:
+    settings = run_load(tmp_path, environ={"RELAUNCH_POLL": value, "RELAUNCH_GITIGNORE": value})
+    assert settings.poll is expected
+    assert settings.gitignore is expected
+    assert settings.sources["poll"] == "RELAUNCH_POLL"
+
+
+@pytest.mark.parametrize("value", ["2", "maybe", "y"])
+def test_env_bool_invalid(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="RELAUNCH_POLL: expected true or false"):
+        run_load(tmp_path, environ={"RELAUNCH_POLL": value})
+
+
+def test_env_lists_split_on_pathsep(tmp_path: Path) -> None:
+    value = os.pathsep.join(["src", "", "templates/*.html"])
+    settings = run_load(tmp_path, environ={"RELAUNCH_WATCH": value, "RELAUNCH_IGNORE": "*.tmp"})
+    cwd = str(tmp_path)
+    assert settings.watch == [("src", cwd), ("templates/*.html", cwd)]
+    assert settings.ignore == [("*.tmp", cwd)]
+
+
+def test_env_empty_list(tmp_path: Path) -> None:
+    assert run_load(tmp_path, environ={"RELAUNCH_WATCH": ""}).watch == []
+
+
+def test_env_numbers_and_choice(tmp_path: Path) -> None:
+    settings = run_load(
+        tmp_path,
+        environ={
+            "RELAUNCH_SETTLE": "25",
+            "RELAUNCH_SETTLE_MAX": "250",
+            "RELAUNCH_POLL_INTERVAL": "0.1",
+            "RELAUNCH_GRACE": "3",
+            "RELAUNCH_ON_EXIT": "exit",
+            "PATH": "/usr/bin",  # unrelated variables are ignored
+        },
+    )
+    assert settings.settle == 25
+    assert settings.settle_max == 250
+    assert settings.poll_interval == 0.1
+    assert settings.grace == 3.0
+    assert settings.on_exit == "exit"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"RELAUNCH_SETLE": "5"}, "unknown environment variable RELAUNCH_SETLE"),
+        ({"RELAUNCH_": "5"}, "unknown environment variable RELAUNCH_ "),
+        ({"RELAUNCH_SETTLE": "1.5"}, "RELAUNCH_SETTLE: expected a whole number"),
+        ({"RELAUNCH_SETTLE": "ten"}, "RELAUNCH_SETTLE: expected a whole number"),
+        ({"RELAUNCH_GRACE": "soon"}, "RELAUNCH_GRACE: expected a number"),
+        ({"RELAUNCH_ON_EXIT": "never"}, "RELAUNCH_ON_EXIT: expected one of wait, restart, exit"),
+        ({"RELAUNCH_SETTLE": "50", "RELAUNCH_SETTLE_MAX": "20"}, "settle <= settle-max"),
+    ],
+)
+def test_env_errors(tmp_path: Path, environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run_load(tmp_path, environ=environ)
+
+
+# --- precedence -------------------------------------------------------------------------
+
+
+def test_precedence_and_lists_add_up(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    path = write_pyproject(
+        proj,
+        "[tool.relaunch]\nsettle = 20\ngrace = 1.0\npoll = false\nwatch = ['a']\nignore = ['x']\n",
+    )
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    settings = load(
+        {"settle": 40, "watch": ["c"], "ignore": [], "poll": None, "grace": None},
+        cwd=str(cwd),
+        environ={"RELAUNCH_SETTLE": "30", "RELAUNCH_POLL": "1", "RELAUNCH_WATCH": "b"},
+        pyproject=path,
+    )
+    # single values: CLI over environment over pyproject over default
+    assert settings.settle == 40
+    assert settings.sources["settle"] == "command line"
+    assert settings.poll is True
+    assert settings.sources["poll"] == "RELAUNCH_POLL"
+    assert settings.grace == 1.0
+    assert settings.sources["grace"] == path
+    assert settings.settle_max == 1000
+    assert "settle_max" not in settings.sources
+    # lists: every source adds, each with its own anchor
+    assert settings.watch == [("a", str(proj)), ("b", str(cwd)), ("c", str(cwd))]
+    assert settings.ignore == [("x", str(proj))]
+
+
+def test_cli_false_overrides(tmp_path: Path) -> None:
+    path = write_pyproject(tmp_path, "[tool.relaunch]\ngitignore = false\nsettle = 0\n")
+    settings = run_load(
+        tmp_path,
+        cli={"gitignore": True, "settle": 5},
+        environ={"RELAUNCH_GITIGNORE": "0"},
+        pyproject=path,
+    )
+    assert settings.gitignore is True
+    assert settings.settle == 5
+
+
+def test_cli_zero_is_a_value(tmp_path: Path) -> None:
+    settings = run_load(tmp_path, cli={"settle": 0, "poll": False}, environ={"RELAUNCH_POLL": "1"})
+    assert settings.settle == 0
+    assert settings.poll is False
+
+
+def test_cli_values_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="settle <= settle-max"):
+        run_load(tmp_path, cli={"settle": 10, "settle_max": 5})
+
+
+# --- find_pyproject ---------------------------------------------------------------------
+
+
+def test_find_pyproject_walks_up(tmp_path: Path) -> None:
+    top = write_pyproject(tmp_path / "a", "")
+    deep = tmp_path / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    assert find_pyproject(str(deep)) == top
+    assert find_pyproject(str(tmp_path / "a")) == top
+
+
+def test_find_pyproject_nearest_wins(tmp_path: Path) -> None:
+    write_pyproject(tmp_path / "a", "")
+    inner = write_pyproject(tmp_path / "a" / "b", "")
+    (tmp_path / "a" / "b" / "c").mkdir()
+    assert find_pyproject(str(tmp_path / "a" / "b" / "c")) == inner
+
+
+def test_find_pyproject_skips_folders_named_pyproject(tmp_path: Path) -> None:
+    top = write_pyproject(tmp_path / "a", "")
+    (tmp_path / "a" / "b" / "pyproject.toml").mkdir(parents=True)
+    assert find_pyproject(str(tmp_path / "a" / "b")) == top
