@@ -179,7 +179,7 @@ def _explain(paths: Sequence[str], watchset: WatchSet, command: Command | None) 
 
 
 def resolve_restart(choice: str, command: Command) -> str:
-    """"warm" or "cold" for this command: warm needs a Python program and fork()."""
+    """Warm or cold restarts for this command: warm needs a Python program and fork()."""
     if command.python is None:
         return "cold"
     if choice == "auto":

@@ -140,14 +140,14 @@ class Warm(Cold):
             self._update()
 
     def zygote_event(self, zygote: Any, message: dict[str, Any]) -> None:
-        if zygote is not self.zygote:
-            return
+        if self.zygote is None or zygote is not self.zygote:
+            return  # from a zygote already discarded
         event = message.get("ev")
         if event == "loaded":
             failed = message.get("failed") or []
             log.debug(
                 "warm-start process %d ready: %s modules loaded in %s s%s",
-                zygote.pid,
+                self.zygote.pid,
                 message.get("modules"),
                 message.get("seconds"),
                 f" ({len(failed)} could not be preloaded)" if failed else "",
@@ -156,8 +156,9 @@ class Warm(Cold):
             self._update()  # the child may have imported more meanwhile
         elif event == "unsafe":
             module = str(message.get("module"))
-            log.info("not preloading %s for warm restarts: %s at import", module,
-                     message.get("why"))
+            log.info(
+                "not preloading %s for warm restarts: %s at import", module, message.get("why")
+            )
             self.deny.add(module)
             self._discard()
             self._unsafe_rebuilds += 1
