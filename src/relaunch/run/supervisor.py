@@ -162,7 +162,7 @@ class Supervisor:
                     deny=self.no_preload,
                     stdin_to_child=not self.read_stdin,
                     on_event=self.events.put,
-                    on_watch_dirs_changed=self._mark_watch_dirty,
+                    on_watch_dirs_changed=self._refresh_watcher,
                 )
         if self.read_stdin:
             threading.Thread(target=self._read_terminal, name="relaunch-stdin", daemon=True).start()

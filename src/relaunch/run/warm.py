@@ -25,7 +25,7 @@ from typing import Any
 
 from ..command import PythonInvocation
 from ..watch.watchset import WatchSet
-from .preload import preload_candidates, should_rebuild
+from .preload import is_package_change, preload_candidates, should_rebuild
 from .zygote import ZygoteClient
 
 __all__ = ["Cold", "Warm"]
@@ -98,6 +98,8 @@ class Warm(Cold):
         self.zygote: ZygoteClient | None = None
         self.modules: list[tuple[str, str]] = []  # what the running child imported, in order
         self._seen: set[str] = set()
+        self._baseline: dict[str, int] = {}  # file -> mtime when the zygote was asked to load it
+        self._packages: frozenset[str] = frozenset()  # site-packages entries at build
         self._quiet_at: float | None = None
         self._unsafe_rebuilds = 0
         self._gave_up = False
@@ -152,7 +154,11 @@ class Warm(Cold):
                 message.get("seconds"),
                 f" ({len(failed)} could not be preloaded)" if failed else "",
             )
-            self.on_watch_dirs_changed()
+            self.on_watch_dirs_changed()  # the zygote's folders are watched from here on
+            why = self._changed_while_loading()
+            if why:
+                log.info("%s: rebuilding the warm-start process", why)
+                self._discard()
             self._update()  # the child may have imported more meanwhile
         elif event == "unsafe":
             module = str(message.get("module"))
@@ -191,6 +197,33 @@ class Warm(Cold):
     def _installed(self, path: str) -> bool:
         return self.watchset.installed(path) and not self.watchset.matches(path)
 
+    def _package_entries(self) -> frozenset[str]:
+        entries: set[str] = set()
+        for root in self.roots:
+            try:
+                names = os.listdir(root)
+            except OSError:
+                continue
+            entries.update(
+                os.path.join(root, n)
+                for n in names
+                if is_package_change(os.path.join(root, n), self.roots)
+            )
+        return frozenset(entries)
+
+    def _changed_while_loading(self) -> str | None:
+        """Changes that landed before the zygote's folders were watched: a library file
+        that is not what the program loaded, or packages installed meanwhile."""
+        zygote = self.zygote
+        if zygote is None:
+            return None
+        for path, before in self._baseline.items():
+            if path in zygote.files and _mtime(path) != before:
+                return f"{path} changed"
+        if self._package_entries() != self._packages:
+            return "installed packages changed"
+        return None
+
     def _update(self) -> None:
         """Build the zygote, or have it preload what the child imported since."""
         if self._gave_up:
@@ -202,7 +235,11 @@ class Warm(Cold):
         names = preload_candidates(
             self.modules, installed=self._installed, deny=self.deny, already=already
         )
+        paths = dict(self.modules)
+        for name in names:
+            self._baseline[paths[name]] = _mtime(paths[name])
         if zygote is None:
+            self._packages = self._package_entries()
             try:
                 self.zygote = ZygoteClient(
                     self.python,
@@ -219,6 +256,14 @@ class Warm(Cold):
             zygote.preload(names)
 
     def _discard(self) -> None:
+        self._baseline = {}
         zygote, self.zygote = self.zygote, None
         if zygote is not None:
             zygote.close()
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
