@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..command import Command
@@ -39,6 +39,7 @@ from ..watch.settle import Settler
 from ..watch.watchset import WatchSet, is_within
 from . import ipc
 from .child import Child, Guardian, interpreter_info
+from .drivers import Driver
 from .warm import Cold, Warm
 
 __all__ = ["Supervisor"]
@@ -77,6 +78,7 @@ class Supervisor:
         read_stdin: bool | None = None,
         restart: str = "cold",
         no_preload: Iterable[str] = (),
+        driver: Driver | None = None,
     ) -> None:
         self.command = command
         self.watchset = watchset
@@ -100,6 +102,7 @@ class Supervisor:
         self.restart_mode = restart
         self.no_preload = tuple(no_preload)
         self.strategy: Cold = Cold()
+        self.driver = driver or Driver()
         self._watch_dirty_at: float | None = None
         self._unwatched: set[str] = set()  # added to the watch set, not yet to the watcher
         self._new_modules: set[str] = set()  # .py files that appeared while the child ran
@@ -210,7 +213,7 @@ class Supervisor:
         if batch is not None:
             changed = [p for p in batch.paths if self.fingerprints.update(p)]
             if changed:
-                self._restart(f"{_names(changed)} changed", since=batch.first_event)
+                self._restart(f"{_names(changed)} changed", batch.first_event, changed)
             else:
                 log.debug("no content changed in %s", _names(batch.paths))
 
@@ -393,7 +396,15 @@ class Supervisor:
         if self.guardian is not None and child.pid is not None:
             self.guardian.forget(child.pid)
 
-    def _restart(self, why: str, since: float | None = None) -> None:
+    def _restart(self, why: str, since: float | None = None, changed: Sequence[str] = ()) -> None:
+        child = self.child
+        if child is not None and self.state == "running":
+            done = self.driver.reload(child, changed)
+            if done is not None:
+                self.reloads += 1
+                took = (time.monotonic() - (since or time.monotonic())) * 1000
+                log.info("reload #%d: %s; %s in %.0f ms", self.reloads, why, done, took)
+                return
         if self._pending_report is not None:
             number, previous, _since = self._pending_report
             log.info(
@@ -471,6 +482,7 @@ class Supervisor:
     def _shutdown(self) -> None:
         self._stop_child()
         self.strategy.close()
+        self.driver.close()
         self.watcher.close()
         if self.guardian is not None:
             self.guardian.close()

@@ -1,0 +1,1 @@
+"""One module per `relaunch` subcommand (see relaunch.cli)."""

@@ -1,0 +1,53 @@
+"""Pieces every subcommand shares: the option table's flags, -v/-q."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..config import OPTIONS
+
+__all__ = ["add_noise_options", "add_settings_options"]
+
+
+def _add_option(parser: argparse.ArgumentParser, option: Any) -> None:
+    flags = [option.flag] + ([option.short] if option.short else [])
+    help_text = option.help
+    if option.kind != "list" and option.default not in (None, [], False):
+        help_text += f" (default: {option.default})"
+    if option.kind == "list":
+        parser.add_argument(
+            *flags, dest=option.name, action="append", metavar=option.metavar, help=help_text
+        )
+    elif option.kind == "bool":
+        parser.add_argument(
+            *flags,
+            dest=option.name,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=help_text,
+        )
+    elif option.kind == "choice":
+        parser.add_argument(*flags, dest=option.name, choices=option.choices, help=help_text)
+    else:
+        kind = int if option.kind == "int" else float
+        parser.add_argument(
+            *flags, dest=option.name, type=kind, metavar=option.metavar, help=help_text
+        )
+
+
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per entry of relaunch.config.OPTIONS."""
+    for option in OPTIONS:
+        _add_option(parser, option)
+
+
+def add_noise_options(parser: argparse.ArgumentParser) -> None:
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show the watch set, the watcher backend and each event",
+    )
+    noise.add_argument("-q", "--quiet", action="store_true", help="show only errors")

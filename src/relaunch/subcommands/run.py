@@ -1,0 +1,157 @@
+"""``relaunch run``: run a command, restart it when what it depends on changes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+
+from .. import oslayer
+from ..command import Command, resolve
+from ..config import OPTIONS, ConfigError, Settings, load
+from ..run.child import interpreter_info
+from ..watch.rules import GitIgnore, Glob, IgnoreRules
+from ..watch.watchset import WatchEntry, WatchSet
+from .common import add_noise_options, add_settings_options
+
+__all__ = ["HELP", "NAME", "build_watchset", "configure", "main"]
+
+log = logging.getLogger("relaunch")
+
+NAME = "run"
+HELP = "run a command and restart it when its files change"
+
+DESCRIPTION = """\
+Run COMMAND and restart it whenever a file it depends on changes.
+
+For a Python program (python script.py, python -m pkg, or a console script such as
+gunicorn or flask) relaunch watches exactly the files the program imports, as it
+imports them, plus every file named in a crash's traceback, plus --watch entries.
+For any other command it watches the --watch entries (default: this folder).
+
+While it runs: press Enter (or type rs) or send SIGHUP to reload by hand;
+Ctrl-C once stops gracefully, twice kills.
+
+Every option can also be set in pyproject.toml under [tool.relaunch] (same names,
+e.g. watch = ["templates"], on-exit = "restart") or in RELAUNCH_* environment
+variables (e.g. RELAUNCH_GRACE=2; lists separated by the OS path separator).
+"""
+
+EXAMPLES = """\
+examples:
+  relaunch run -- python app.py --port 8000
+  relaunch run -w templates -w '*.toml' -- python -X dev -m myapp
+  relaunch run -- gunicorn -w 2 myapp:app
+  relaunch run -w src -- make test
+  relaunch run --explain templates/index.html -w 'templates/**/*.html' -- python app.py
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
+    parser.epilog = EXAMPLES
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_settings_options(parser)
+    parser.add_argument(
+        "--explain",
+        metavar="PATH",
+        action="append",
+        help="say whether PATH is watched and which rule decides it, then exit",
+    )
+    add_noise_options(parser)
+    parser.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND [ARGS...]",
+        help="the command to run",
+    )
+
+
+def build_watchset(settings: Settings, command: Command | None, cwd: str) -> WatchSet:
+    """The watch set for a run, from settings. Raises ConfigError for a bad --watch."""
+    try:
+        entries = [WatchEntry.parse(text, cwd=anchor) for text, anchor in settings.watch]
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    if not entries and (command is None or not command.is_python):
+        entries = [WatchEntry.parse(".", cwd=cwd)]
+    rules = IgnoreRules(
+        user=[Glob(text, anchor) for text, anchor in settings.ignore],
+        gitignore=GitIgnore.find(cwd) if settings.gitignore else None,
+        bases=[cwd, *(entry.base for entry in entries)],
+    )
+    return WatchSet(entries=entries, rules=rules, watch_installed=settings.watch_installed)
+
+
+_MODULE_SUFFIXES = (".py", ".pyw", ".so", ".pyd")
+
+
+def _explain(paths: Sequence[str], watchset: WatchSet, command: Command | None) -> int:
+    if command is not None and command.python is not None:
+        watchset.set_excluded_roots(interpreter_info(command.python.interpreter).roots)
+    python = command is not None and command.is_python
+    for text in paths:
+        path = os.path.abspath(text)
+        decision = watchset.decide(path, is_dir=os.path.isdir(path))
+        if not decision.watched and python and path.endswith(_MODULE_SUFFIXES):
+            # Modules are watched when imported: say what would happen then.
+            decision = watchset.decide(path, candidate="imported by the program")
+            if decision.watched:
+                print(
+                    f"{text}: watched once the program imports it "
+                    "(Python modules are watched as they are imported)"
+                )
+                continue
+        verdict = "watched" if decision.watched else "not watched"
+        print(f"{text}: {verdict}: {decision.reason}")
+    return 0
+
+
+def resolve_restart(choice: str, command: Command) -> str:
+    """Warm or cold restarts for this command: warm needs a Python program and fork()."""
+    if command.python is None:
+        return "cold"
+    if choice == "auto":
+        return "warm" if oslayer.IS_LINUX else "cold"
+    if choice == "warm" and not oslayer.CAN_FORK:
+        log.warning("warm restarts need fork(), which this platform lacks: restarting cold")
+        return "cold"
+    return choice
+
+
+def main(args: argparse.Namespace) -> int:
+    cwd = os.getcwd()
+    settings = load({option.name: getattr(args, option.name) for option in OPTIONS}, cwd=cwd)
+    argv = list(args.command)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    command = resolve(argv) if argv or not args.explain else None
+    watchset = build_watchset(settings, command, cwd)
+    if args.explain:
+        return _explain(args.explain, watchset, command)
+    assert command is not None
+    restart = resolve_restart(settings.restart, command)
+
+    from ..run.drivers import driver_for
+    from ..run.supervisor import Supervisor
+
+    supervisor = Supervisor(
+        command,
+        watchset,
+        grace=settings.grace,
+        on_exit=settings.on_exit,
+        settle_ms=settings.settle,
+        settle_max_ms=settings.settle_max,
+        poll=settings.poll,
+        poll_interval=settings.poll_interval,
+        restart=restart,
+        no_preload=[name for name, _anchor in settings.no_preload],
+        driver=driver_for(command),
+    )
+    if command.is_python:
+        mode = f"Python program, watching its imports, {restart} restarts"
+    else:
+        mode = "command"
+    log.info("running %s (%s); Enter reloads, Ctrl-C stops", " ".join(argv), mode)
+    return supervisor.run()
