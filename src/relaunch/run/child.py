@@ -125,9 +125,11 @@ class Child:
         on_event: OnEvent,
         stdin_to_child: bool,
         executable: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.command = command
         self.executable = executable
+        self.extra_env = extra_env or {}
         self.generation = generation
         self.on_event = on_event
         self.stdin_to_child = stdin_to_child
@@ -183,7 +185,7 @@ class Child:
             ).start()
 
     def _spawn(self, child_ends: tuple[int, ...]) -> None:
-        env = dict(os.environ)
+        env = dict(os.environ, **self.extra_env)
         if child_ends:
             env["_RELAUNCH_IPC"] = ",".join(str(fd) for fd in child_ends)
         proc = subprocess.Popen(
@@ -205,6 +207,9 @@ class Child:
         """Record the exit (called once, by whoever reaped the process; None: unknown)."""
         if self.exited.is_set():
             return
+        # Everything it wrote before exiting (a crash's files) must be heard before its
+        # exit is: the pipe reader and this thread race otherwise.
+        self._heard_everything()
         self.returncode = code
         self.exited.set()
         self.on_event(("exit", self.generation, code))

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..command import Command
+from ..integrations import child_environment
 from ..watch.events import OVERFLOW, Watcher
 from ..watch.fingerprint import Fingerprints
 from ..watch.rules import git_top
@@ -103,6 +104,7 @@ class Supervisor:
         self.no_preload = tuple(no_preload)
         self.strategy: Cold = Cold()
         self.driver = driver or Driver()
+        self.extra_env = child_environment(command)
         self._watch_dirty_at: float | None = None
         self._unwatched: set[str] = set()  # added to the watch set, not yet to the watcher
         self._new_modules: set[str] = set()  # .py files that appeared while the child ran
@@ -164,6 +166,7 @@ class Supervisor:
                     roots=info.roots,
                     deny=self.no_preload,
                     stdin_to_child=not self.read_stdin,
+                    extra_env=self.extra_env,
                     on_event=self.events.put,
                     on_watch_dirs_changed=self._refresh_watcher,
                 )
@@ -362,6 +365,7 @@ class Supervisor:
             on_event=self._on_child_event,
             stdin_to_child=not self.read_stdin,
             executable=self.executable,
+            extra_env=self.extra_env,
         )
         forker = self.strategy.forker()
         if forker is not None:

@@ -83,6 +83,7 @@ class Warm(Cold):
         roots: Iterable[str],
         deny: Iterable[str] = (),
         stdin_to_child: bool,
+        extra_env: dict[str, str],
         on_event: Callable[[tuple[Any, ...]], None],
         on_watch_dirs_changed: Callable[[], None],
     ) -> None:
@@ -92,6 +93,7 @@ class Warm(Cold):
         self.roots = frozenset(os.path.normpath(r) for r in roots)
         self.deny = set(deny)
         self.stdin_to_child = stdin_to_child
+        self.extra_env = extra_env
         self.on_event = on_event
         self.on_watch_dirs_changed = on_watch_dirs_changed
         self.interpreter = os.path.realpath(executable) if executable else None
@@ -246,6 +248,7 @@ class Warm(Cold):
                     executable=self.executable,
                     on_event=self.on_event,
                     stdin_to_child=self.stdin_to_child,
+                    extra_env=self.extra_env,
                 )
             except OSError as exc:
                 self._gave_up = True

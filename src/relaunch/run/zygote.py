@@ -40,6 +40,7 @@ class ZygoteClient:
         executable: str | None,
         on_event: Callable[[tuple[Any, ...]], None],
         stdin_to_child: bool,
+        extra_env: dict[str, str],
     ) -> None:
         self.on_event = on_event
         self.children: dict[int, Child] = {}
@@ -52,7 +53,7 @@ class ZygoteClient:
         self.alive = True
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = ours
-        env = dict(os.environ, _RELAUNCH_ZYGOTE_FD=str(theirs.fileno()))
+        env = dict(os.environ, **extra_env, _RELAUNCH_ZYGOTE_FD=str(theirs.fileno()))
         interpreter = executable or python.interpreter
         argv = [interpreter, *python.flags, ZYGOTE_SERVER, python.mode, python.target, *python.args]
         try:
