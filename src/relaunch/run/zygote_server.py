@@ -30,6 +30,7 @@ import selectors
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -58,9 +59,24 @@ def thread_count() -> int:
     try:
         return len(os.listdir("/proc/self/task"))
     except OSError:
-        import threading
-
         return threading.active_count()
+
+
+def fork_aware_native_threads(python_threads: int) -> bool:
+    """True when the only new threads are a native pool known to survive fork().
+
+    numpy built with OpenBLAS starts OpenBLAS's thread pool at import; OpenBLAS stops
+    the pool in a pthread_atfork handler before every fork and the child starts its
+    own when it first needs one. Python-level threads are never allowed.
+    """
+    if threading.active_count() != python_threads:
+        return False
+    numpy_config = sys.modules.get("numpy.__config__")
+    config = getattr(numpy_config, "CONFIG", None)
+    if not isinstance(config, dict):
+        return False
+    blas = config.get("Build Dependencies", {}).get("blas", {})
+    return "openblas" in str(blas.get("name", "")).lower()
 
 
 def socket_count() -> int:
@@ -88,6 +104,7 @@ class Zygote:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         self.threads = thread_count()
+        self.python_threads = threading.active_count()
         self.sockets = socket_count()
         self.loaded: set[str] = set()  # files of the modules preloaded so far
 
@@ -134,8 +151,11 @@ class Zygote:
         )
 
     def unsafe(self) -> str | None:
-        if thread_count() > self.threads:
-            return "it started a thread"
+        threads = thread_count()
+        if threads > self.threads:
+            if not fork_aware_native_threads(self.python_threads):
+                return "it started a thread"
+            self.threads = threads  # a pool that stops itself before fork: allowed
         if socket_count() > self.sockets:
             return "it opened a socket"
         return None
