@@ -18,7 +18,10 @@ import greeting
 
 
 def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    body = f"<!doctype html><title>hello</title><h1>{greeting.MESSAGE}</h1>\n".encode()
+    body = (
+        "<!doctype html><html><head><title>hello</title></head>"
+        f"<body><h1>{greeting.MESSAGE}</h1></body></html>\n"
+    ).encode()
     start_response(
         "200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))]
     )

@@ -15,11 +15,11 @@ from typing import NoReturn
 from . import __version__
 from .command import CommandError
 from .config import ConfigError
-from .subcommands import run
+from .subcommands import run, serve
 
 __all__ = ["SUBCOMMANDS", "main"]
 
-SUBCOMMANDS = (run,)
+SUBCOMMANDS = (run, serve)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -350,7 +350,7 @@ def test_console_script_with_python_shebang(app: Path, relaunch: Start) -> None:
         "runpy.run_path('app.py', run_name='__main__')\n"
     )
     script.chmod(0o755)
-    r = relaunch(["run", "--", str(script)])
+    r = relaunch(["run", "-v", "--", str(script)])
     r.expect("value=1")
     write(app / "msg.py", "VALUE = 8\n")
     r.expect("value=8")

@@ -39,10 +39,12 @@ def line(obj: Any) -> bytes:
         ),
         ({"t": "mods", "p": []}, Message("mods")),
         (
-            {"t": "error", "summary": "ZeroDivisionError: x"},
-            Message("error", text="ZeroDivisionError: x"),
+            {"t": "error", "summary": "ZeroDivisionError: x", "file": "/app/a.py", "line": 3},
+            Message("error", paths=("/app/a.py",), text="ZeroDivisionError: x", line=3),
         ),
-        ({"t": "error", "summary": ""}, Message("error", text="")),
+        ({"t": "error", "summary": "", "file": "", "line": 0}, Message("error", text="")),
+        ({"t": "tb", "text": "Traceback..."}, Message("tb", text="Traceback...")),
+        ({"t": "ready"}, Message("ready")),
         # non-ASCII and surrogate-escaped paths survive
         ({"t": "watch", "p": ["/home/é/ü.py"]}, Message("watch", paths=("/home/é/ü.py",))),
         ({"t": "watch", "p": ["/x/\udcff.py"]}, Message("watch", paths=("/x/\udcff.py",))),
@@ -57,7 +59,7 @@ def test_parse_accepts_whitespace_and_crlf() -> None:
 
 
 def test_parse_truncates_error_summary() -> None:
-    message = parse(line({"t": "error", "summary": "x" * 5000}))
+    message = parse(line({"t": "error", "summary": "x" * 5000, "file": "", "line": 0}))
     assert message is not None
     assert message.text == "x" * 2000
 
@@ -70,7 +72,7 @@ def test_parse_accepts_max_items() -> None:
 
 
 def test_parse_accepts_a_line_of_exactly_max_line() -> None:
-    prefix = b'{"t":"error","summary":"'
+    prefix = b'{"t":"tb","text":"'
     raw = prefix + b"x" * (MAX_LINE - len(prefix) - 2) + b'"}'
     assert len(raw) == MAX_LINE
     assert parse(raw) is not None
@@ -101,6 +103,9 @@ REJECTED: list[bytes] = [
     b'{"t": "watch", "p": [], "q": 1}',
     b'{"t": "error"}',
     b'{"t": "error", "summary": "x", "more": 1}',
+    b'{"t": "error", "summary": "x", "file": "relative.py", "line": 1}',
+    b'{"t": "error", "summary": "x", "file": "", "line": true}',
+    b'{"t": "tb", "text": 1}',
     b'{"t": "mods", "p": [], "x": 1}',
     # wrong types
     b'{"t": "watch", "p": "/a"}',
@@ -164,7 +169,7 @@ def test_parse_rejects_overlong_module_name() -> None:
 
 
 def test_parse_rejects_overlong_lines() -> None:
-    prefix = b'{"t":"error","summary":"'
+    prefix = b'{"t":"tb","text":"'
     raw = prefix + b"x" * (MAX_LINE - len(prefix) - 1) + b'"}'
     assert len(raw) == MAX_LINE + 1
     assert parse(raw) is None
@@ -248,12 +253,12 @@ def test_reader_drops_an_overlong_line_arriving_whole() -> None:
 
 
 def test_reader_line_of_max_line_is_not_skipped() -> None:
-    prefix = b'{"t":"error","summary":"'
+    prefix = b'{"t":"tb","text":"'
     raw = prefix + b"x" * (MAX_LINE - len(prefix) - 2) + b'"}'
     reader = MessageReader()
     assert reader.feed(raw) == []
     messages = reader.feed(b"\n" + RUNNING)
-    assert [m.kind for m in messages] == ["error", "running"]
+    assert [m.kind for m in messages] == ["tb", "running"]
 
 
 def test_reader_empty_lines() -> None:

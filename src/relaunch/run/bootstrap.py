@@ -26,6 +26,9 @@ from typing import Any
 __all__ = ["main"]
 
 _MAX_MESSAGE = 4000  # below PIPE_BUF (4096 on Linux, 512 minimum by POSIX)
+_TRACEBACK_CHUNK = 1500  # characters; escaped as JSON it stays under _MAX_MESSAGE
+_MAX_TRACEBACK = 60000
+_HERE = os.path.abspath(__file__)
 _CHANNEL_MODULE = "_relaunch_channel"
 
 
@@ -237,13 +240,27 @@ def _traceback_files(exc: BaseException) -> list[str]:
     ]
 
 
+# relaunch's own package (this file's grandparent folder): its frames lead to the
+# program's, and are not the program's business.
+_RELAUNCH_DIR = os.path.dirname(os.path.dirname(_HERE)) + os.sep
+
+
+def _is_plumbing(filename: str) -> bool:
+    """A frame of relaunch, runpy or the import machinery, not of the program."""
+    if filename.startswith(("<frozen runpy>", "<frozen importlib")):
+        return True
+    full = os.path.abspath(filename)
+    if full.startswith(_RELAUNCH_DIR) or full.endswith("runpy.py"):
+        return True
+    return full.endswith(os.path.join("importlib", "__init__.py"))
+
+
 def _user_traceback(exc: BaseException) -> BaseException:
-    """The traceback without this file's and runpy's frames, as Python itself would show it."""
+    """The traceback without the leading frames of relaunch, runpy and importlib, as
+    Python itself would have shown it for the program run directly."""
     tb = exc.__traceback__
-    here = os.path.abspath(__file__)
     while tb is not None and tb.tb_next is not None:
-        name = tb.tb_frame.f_code.co_filename
-        if os.path.abspath(name) == here or name.endswith(("runpy.py", "<frozen runpy>")):
+        if _is_plumbing(tb.tb_frame.f_code.co_filename):
             tb = tb.tb_next
             continue
         break
@@ -363,16 +380,47 @@ def execute(channel: Channel, mode: str, target: str) -> int:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
-        import traceback
-
-        channel.report_loaded()
-        summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        channel.send_paths("failed", _traceback_files(exc))
-        channel.send({"t": "error", "summary": summary[:2000]})
+        report_failure(channel, exc)
         exc = _user_traceback(exc)
         sys.excepthook(type(exc), exc, exc.__traceback__)
         return 1
     return 0
+
+
+def report_failure(channel: Channel, exc: BaseException) -> None:
+    """Tell the supervisor the files of a crash (to watch) and what happened (to show)."""
+    import traceback
+
+    channel.report_loaded()
+    channel.send_paths("failed", _traceback_files(exc))
+    trimmed = _user_traceback(exc)
+    text = "".join(traceback.format_exception(type(trimmed), trimmed, trimmed.__traceback__))
+    text = text[-_MAX_TRACEBACK:]
+    for start in range(0, len(text), _TRACEBACK_CHUNK):
+        channel.send({"t": "tb", "text": text[start : start + _TRACEBACK_CHUNK]})
+    summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    path, line = _failure_location(exc)
+    channel.send({"t": "error", "summary": summary[:2000], "file": path, "line": line})
+
+
+def _failure_location(exc: BaseException) -> tuple[str, int]:
+    """The file and line to show first: a syntax error's own, else the innermost frame
+    in the program's code (not the standard library's or a package's)."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        return os.path.abspath(exc.filename), int(exc.lineno)
+    roots = tuple(root.rstrip(os.sep) + os.sep for root in _excluded_roots())
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
+        tb = tb.tb_next
+    for path, line in reversed(frames):
+        full = os.path.abspath(path)
+        if not path.startswith("<") and not full.startswith(roots) and full != _HERE:
+            return full, line
+    if frames:
+        return os.path.abspath(frames[-1][0]), frames[-1][1]
+    return "", 0
 
 
 def _channel_from_env() -> Channel:

@@ -63,6 +63,7 @@ class Guardian:
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
         if oslayer.IS_WINDOWS:
             return
         try:
@@ -80,12 +81,14 @@ class Guardian:
             )
 
     def _say(self, line: str) -> None:
-        if self.proc is not None and self.proc.stdin is not None:
-            try:
-                self.proc.stdin.write(line.encode() + b"\n")
-                self.proc.stdin.flush()
-            except OSError:
-                pass
+        # Called from the supervisor's thread and from threads retiring old children.
+        with self._lock:
+            if self.proc is not None and self.proc.stdin is not None:
+                try:
+                    self.proc.stdin.write(line.encode() + b"\n")
+                    self.proc.stdin.flush()
+                except (OSError, ValueError):
+                    pass
 
     def track(self, pgid: int) -> None:
         self._say(f"+{pgid}")
@@ -95,7 +98,8 @@ class Guardian:
 
     def close(self) -> None:
         if self.proc is not None and self.proc.stdin is not None:
-            self.proc.stdin.close()
+            with self._lock:
+                self.proc.stdin.close()
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -126,10 +130,12 @@ class Child:
         stdin_to_child: bool,
         executable: str | None = None,
         extra_env: dict[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.command = command
         self.executable = executable
         self.extra_env = extra_env or {}
+        self.pass_fds = pass_fds  # kept open in the child (the held listening socket)
         self.generation = generation
         self.on_event = on_event
         self.stdin_to_child = stdin_to_child
@@ -191,7 +197,7 @@ class Child:
         proc = subprocess.Popen(
             self.argv(),
             env=env,
-            pass_fds=child_ends,
+            pass_fds=(*child_ends, *self.pass_fds),
             stdin=None if self.stdin_to_child else subprocess.DEVNULL,
             **oslayer.popen_group_kwargs(die_with_parent=self.command.python is None),
         )

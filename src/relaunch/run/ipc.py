@@ -35,6 +35,7 @@ class Message:
     paths: tuple[str, ...] = ()
     modules: tuple[tuple[str, str, int], ...] = ()
     text: str = ""
+    line: int = 0
 
 
 def _path(value: object) -> str | None:
@@ -71,7 +72,7 @@ def _modules(value: object) -> tuple[tuple[str, str, int], ...] | None:
     return tuple(out)
 
 
-_SIMPLE = frozenset({"running", "reload", "hooks", "hooks-done"})
+_SIMPLE = frozenset({"running", "ready", "reload", "hooks", "hooks-done"})
 
 
 def parse(line: bytes) -> Message | None:
@@ -95,8 +96,16 @@ def parse(line: bytes) -> Message | None:
     if kind == "mods" and set(data) == {"t", "p"}:
         modules = _modules(data["p"])
         return None if modules is None else Message(kind, modules=modules)
-    if kind == "error" and set(data) == {"t", "summary"} and isinstance(data["summary"], str):
-        return Message(kind, text=data["summary"][:2000])
+    if kind == "tb" and set(data) == {"t", "text"} and isinstance(data["text"], str):
+        return Message(kind, text=data["text"][:4000])
+    if kind == "error" and set(data) == {"t", "summary", "file", "line"}:
+        summary, path, line = data["summary"], data["file"], data["line"]
+        if not (isinstance(summary, str) and isinstance(line, int)) or isinstance(line, bool):
+            return None
+        location = _path(path) if path else ""
+        if location is None:
+            return None
+        return Message(kind, paths=(location,) if location else (), text=summary[:2000], line=line)
     return None
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from ..command import Command
 from ..integrations import child_environment
+from ..serve.frontend import Failure, ServeFrontEnd
 from ..watch.events import OVERFLOW, Watcher
 from ..watch.fingerprint import Fingerprints
 from ..watch.rules import git_top
@@ -80,6 +81,8 @@ class Supervisor:
         restart: str = "cold",
         no_preload: Iterable[str] = (),
         driver: Driver | None = None,
+        frontend: ServeFrontEnd | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.command = command
         self.watchset = watchset
@@ -104,6 +107,10 @@ class Supervisor:
         self.no_preload = tuple(no_preload)
         self.strategy: Cold = Cold()
         self.driver = driver or Driver()
+        self.frontend = frontend
+        self.pass_fds = pass_fds
+        self._retiring: list[threading.Thread] = []
+        self._failure = Failure()
         self.extra_env = child_environment(command)
         self._watch_dirty_at: float | None = None
         self._unwatched: set[str] = set()  # added to the watch set, not yet to the watcher
@@ -167,6 +174,7 @@ class Supervisor:
                     deny=self.no_preload,
                     stdin_to_child=not self.read_stdin,
                     extra_env=self.extra_env,
+                    pass_fds=self.pass_fds,
                     on_event=self.events.put,
                     on_watch_dirs_changed=self._refresh_watcher,
                 )
@@ -215,7 +223,13 @@ class Supervisor:
         batch = self.settler.take(now, held=self._vcs_busy)
         if batch is not None:
             changed = [p for p in batch.paths if self.fingerprints.update(p)]
-            if changed:
+            if (
+                changed
+                and self.frontend is not None
+                and self.frontend.handle_change(changed, self.watchset.imported)
+            ):
+                log.info("%s changed: pages refreshed, no restart needed", _names(changed))
+            elif changed:
                 self._restart(f"{_names(changed)} changed", batch.first_event, changed)
             else:
                 log.debug("no content changed in %s", _names(batch.paths))
@@ -338,11 +352,19 @@ class Supervisor:
         elif message.kind == "watch":
             self._add_files(((p, None) for p in message.paths), "relaunch.watch()")
         elif message.kind == "failed":
-            self._failed_files.update(message.paths)
             self._add_files(((p, None) for p in message.paths), "named in the program's traceback")
+            self._failed_files.update(p for p in message.paths if self.watchset.matches(p))
         elif message.kind == "running" and current:
             self.state = "running"
             self._report_up()
+        elif message.kind == "ready" and current and self.frontend is not None:
+            self.frontend.child_ready()
+        elif message.kind == "tb" and current:
+            self._failure.traceback += message.text
+        elif message.kind == "error" and current:
+            self._failure.summary = message.text
+            self._failure.path = message.paths[0] if message.paths else ""
+            self._failure.line = message.line
         elif message.kind == "reload" and current:
             self._restart("reload requested by the program (relaunch.trigger_reload())")
 
@@ -359,6 +381,9 @@ class Supervisor:
         self._failed_files.clear()
         self._new_modules.clear()
         self._child_started_ns = time.time_ns()
+        self._failure = Failure()
+        if self.frontend is not None:
+            self.frontend.child_starting()
         child = Child(
             self.command,
             generation=self.generation,
@@ -366,6 +391,7 @@ class Supervisor:
             stdin_to_child=not self.read_stdin,
             executable=self.executable,
             extra_env=self.extra_env,
+            pass_fds=self.pass_fds,
         )
         forker = self.strategy.forker()
         if forker is not None:
@@ -381,6 +407,8 @@ class Supervisor:
             log.error("cannot start %s: %s; waiting for a change", self.command.argv[0], exc)
             self.state = "failed"
             self.child = None
+            if self.frontend is not None:
+                self.frontend.child_failed(Failure(summary=f"cannot start the app: {exc}"))
             return
         self.child = child
         self.state = "starting"
@@ -391,11 +419,23 @@ class Supervisor:
             self.state = "running"
             self._report_up()
 
-    def _stop_child(self) -> None:
+    def _stop_child(self, *, overlap: bool = False) -> None:
+        """Stop the child; with ``overlap``, in the background, so the next one can start
+        while it finishes its requests (only with a held socket, which both can serve)."""
         child = self.child
         if child is None:
             return
         self.child = None
+        if overlap:
+            retiring = threading.Thread(
+                target=self._retire, args=(child,), name="relaunch-retire", daemon=True
+            )
+            retiring.start()
+            self._retiring.append(retiring)
+        else:
+            self._retire(child)
+
+    def _retire(self, child: Child) -> None:
         child.stop(self.grace)
         if self.guardian is not None and child.pid is not None:
             self.guardian.forget(child.pid)
@@ -417,7 +457,8 @@ class Supervisor:
         self.reloads += 1
         self._restart_at = None
         self._pending_report = (self.reloads, why, since or time.monotonic())
-        self._stop_child()
+        self._retiring = [t for t in self._retiring if t.is_alive()]
+        self._stop_child(overlap=self.frontend is not None and self.state == "running")
         self._start_child()
 
     def _on_exit(self, generation: int, code: int | None) -> None:
@@ -438,6 +479,8 @@ class Supervisor:
                 self._restart_at = time.monotonic() + self._restart_delay
             else:
                 log.info("program exited with code 0; waiting for a change (or press Enter)")
+            if self.frontend is not None and self.exit_code is None:
+                self.frontend.child_failed(Failure(summary="The app exited (code 0)"))
             return
         self.state = "failed"
         if code is None:
@@ -450,6 +493,10 @@ class Supervisor:
         if self._failed_files:
             extra = f"; watching the files of its traceback ({_names(self._failed_files)})"
         log.error("program %s%s; waiting for a change (or press Enter)", how, extra)
+        if self.frontend is not None:
+            if not self._failure.summary:
+                self._failure.summary = f"The app {how}"
+            self.frontend.child_failed(self._failure)
         self._scan_new_modules()
 
     def _scan_new_modules(self) -> None:
@@ -485,8 +532,12 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         self._stop_child()
+        for retiring in self._retiring:
+            retiring.join()
         self.strategy.close()
         self.driver.close()
+        if self.frontend is not None:
+            self.frontend.close()
         self.watcher.close()
         if self.guardian is not None:
             self.guardian.close()

@@ -84,6 +84,7 @@ class Warm(Cold):
         deny: Iterable[str] = (),
         stdin_to_child: bool,
         extra_env: dict[str, str],
+        pass_fds: tuple[int, ...],
         on_event: Callable[[tuple[Any, ...]], None],
         on_watch_dirs_changed: Callable[[], None],
     ) -> None:
@@ -94,6 +95,7 @@ class Warm(Cold):
         self.deny = set(deny)
         self.stdin_to_child = stdin_to_child
         self.extra_env = extra_env
+        self.pass_fds = pass_fds
         self.on_event = on_event
         self.on_watch_dirs_changed = on_watch_dirs_changed
         self.interpreter = os.path.realpath(executable) if executable else None
@@ -249,6 +251,7 @@ class Warm(Cold):
                     on_event=self.on_event,
                     stdin_to_child=self.stdin_to_child,
                     extra_env=self.extra_env,
+                    pass_fds=self.pass_fds,
                 )
             except OSError as exc:
                 self._gave_up = True

@@ -41,6 +41,7 @@ class ZygoteClient:
         on_event: Callable[[tuple[Any, ...]], None],
         stdin_to_child: bool,
         extra_env: dict[str, str],
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.on_event = on_event
         self.children: dict[int, Child] = {}
@@ -60,7 +61,7 @@ class ZygoteClient:
             self.proc = subprocess.Popen(
                 argv,
                 env=env,
-                pass_fds=(theirs.fileno(),),
+                pass_fds=(theirs.fileno(), *pass_fds),
                 stdin=None if stdin_to_child else subprocess.DEVNULL,
                 **oslayer.popen_group_kwargs(die_with_parent=True),
             )

@@ -1,0 +1,176 @@
+"""``relaunch serve APP``: the development server that never refuses a connection."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import ipaddress
+import logging
+import os
+import socket
+import sys
+
+from ..command import Command, PythonInvocation
+from ..config import OPTIONS, ConfigError, load
+from ..serve.frontend import ServeFrontEnd
+from ..serve.livereload import LiveReload
+from .common import add_noise_options, add_settings_options
+from .run import build_watchset, resolve_restart
+
+__all__ = ["HELP", "NAME", "bind", "configure", "main"]
+
+log = logging.getLogger("relaunch")
+
+NAME = "serve"
+HELP = "serve a WSGI or ASGI app, reload it on change, refresh the browser"
+
+DESCRIPTION = """\
+Serve APP and reload it whenever its code changes.
+
+APP is module:attr, path/to/file.py:attr, or a factory module:create_app(); without
+:attr, the module's `app` or `application`. WSGI apps are served by waitress (threads),
+ASGI apps by uvicorn (pip install uvicorn); which one is detected and said in the log.
+
+relaunch binds the socket once and keeps it open across reloads: during a reload new
+connections wait instead of being refused. If the new code fails, the error page is
+served on the same address until the fix is saved. Open pages reload by themselves
+once the new code serves; a change to templates or static files that you --watch
+refreshes them without restarting anything, and a CSS-only change swaps stylesheets
+in place.
+"""
+
+EXAMPLES = """\
+examples:
+  relaunch serve examples/hello/app.py:app
+  relaunch serve myproject.wsgi:application -w templates -w 'static/**'
+  relaunch serve main:app --port 8080            # FastAPI, Starlette (ASGI)
+  relaunch serve 'factory:create_app()' --workers 2
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
+    parser.epilog = EXAMPLES
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("app", metavar="APP", help="the WSGI or ASGI app, e.g. myapp:app")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes serving the socket (default: 1)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=8, help="threads per process for WSGI apps (default: 8)"
+    )
+    parser.add_argument(
+        "--no-browser-reload",
+        action="store_true",
+        help="do not inject the live-reload script into HTML pages",
+    )
+    parser.add_argument(
+        "--allow-remote-reload",
+        action="store_true",
+        help="serve the live-reload endpoint to other machines too (with a non-loopback --host)",
+    )
+    add_settings_options(parser)
+    add_noise_options(parser)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind and listen once; the socket outlives every process that serves it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name != "nt":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} is already in use on {host}: stop what holds it, or pick "
+                "another with --port"
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def main(args: argparse.Namespace) -> int:
+    cwd = os.getcwd()
+    settings = load({option.name: getattr(args, option.name) for option in OPTIONS}, cwd=cwd)
+    if args.workers < 1 or args.threads < 1:
+        raise ConfigError("--workers and --threads must be at least 1")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port} is not a port number")
+    sock = bind(args.host, args.port)
+    port = int(sock.getsockname()[1])
+    if not _is_loopback(args.host):
+        log.warning(
+            "listening on %s: the app, with its debugging error pages, is reachable from "
+            "other machines. Use --host 127.0.0.1 unless you mean it.",
+            args.host,
+        )
+    livereload = None
+    if not args.no_browser_reload:
+        names = {"127.0.0.1", "localhost", "[::1]"}
+        if not _is_loopback(args.host) and args.host not in ("0.0.0.0", "::"):
+            names.add(args.host)
+        livereload = LiveReload(
+            app_origins={f"http://{name}:{port}" for name in names},
+            bind=args.host if args.allow_remote_reload else "127.0.0.1",
+            allow_remote=args.allow_remote_reload,
+        )
+    worker_args = [
+        args.app,
+        "--fd",
+        str(sock.fileno()),
+        "--workers",
+        str(args.workers),
+        "--threads",
+        str(args.threads),
+    ]
+    if livereload is not None:
+        worker_args += ["--live-reload", f"{livereload.port}:{livereload.token}"]
+    python = PythonInvocation(
+        sys.executable, (), "module", "relaunch.serve.worker", tuple(worker_args)
+    )
+    command = Command(
+        (sys.executable, "-m", "relaunch.serve.worker", *worker_args), sys.executable, python
+    )
+    watchset = build_watchset(settings, command, cwd)
+
+    from ..run.drivers import Driver
+    from ..run.supervisor import Supervisor
+
+    frontend = ServeFrontEnd(sock, livereload)
+    supervisor = Supervisor(
+        command,
+        watchset,
+        grace=settings.grace,
+        on_exit=settings.on_exit,
+        settle_ms=settings.settle,
+        settle_max_ms=settings.settle_max,
+        poll=settings.poll,
+        poll_interval=settings.poll_interval,
+        restart=resolve_restart(settings.restart, command),
+        no_preload=[name for name, _anchor in settings.no_preload],
+        driver=Driver(),
+        frontend=frontend,
+        pass_fds=(sock.fileno(),),
+    )
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    log.info("serving %s on http://%s:%d/ ; Enter reloads, Ctrl-C stops", args.app, shown, port)
+    try:
+        return supervisor.run()
+    finally:
+        sock.close()
