@@ -51,7 +51,7 @@ def wait_body(port: int, needle: str, path: str = "/") -> str:
 
     def check() -> bool:
         try:
-            status, body = get(port, path)
+            _status, body = get(port, path)
         except OSError:
             return False
         seen[:] = [body]
@@ -138,7 +138,7 @@ def test_edit_serves_new_code_and_page_has_live_reload_script(site: Path, relaun
 
 
 def test_broken_code_shows_error_page_then_recovers(site: Path, relaunch: Start) -> None:
-    r, port = serve(relaunch, site)
+    _r, port = serve(relaunch, site)
     wait_body(port, "<h1>one</h1>")
     write(site / "msg.py", "VALUE = (\n")
 
@@ -147,7 +147,7 @@ def test_broken_code_shows_error_page_then_recovers(site: Path, relaunch: Start)
         return status == 500 and "SyntaxError" in body
 
     wait_until(error_page, what="the error page")
-    status, body = get(port)
+    _status, body = get(port)
     assert "<b>msg.py</b>, line 1" in body  # the failing file and line come first
     assert "VALUE = (" in body and "relaunch live reload" in body
     assert "relaunch/serve/worker.py" not in body  # relaunch's own frames are hidden
@@ -156,7 +156,7 @@ def test_broken_code_shows_error_page_then_recovers(site: Path, relaunch: Start)
 
 
 def test_error_page_escapes_the_program_output(site: Path, relaunch: Start) -> None:
-    r, port = serve(relaunch, site)
+    _r, port = serve(relaunch, site)
     wait_body(port, "<h1>one</h1>")
     write(site / "msg.py", "raise RuntimeError('<img src=x onerror=alert(1)>')\n")
     wait_until(lambda: get(port)[0] == 500, what="the error page")
@@ -165,7 +165,7 @@ def test_error_page_escapes_the_program_output(site: Path, relaunch: Start) -> N
 
 
 def test_request_in_flight_during_reload_completes(site: Path, relaunch: Start) -> None:
-    r, port = serve(relaunch, site)
+    _r, port = serve(relaunch, site)
     wait_body(port, "<h1>one</h1>")
     result: list[tuple[int, str]] = []
     slow = threading.Thread(target=lambda: result.append(get(port, "/slow")))
@@ -213,7 +213,7 @@ def test_no_refused_connection_during_reloads(site: Path, relaunch: Start) -> No
 def test_live_reload_tells_pages_after_the_new_code_serves(
     site: Path, relaunch: Start, events: list[Events]
 ) -> None:
-    r, port = serve(relaunch, site)
+    _r, port = serve(relaunch, site)
     body = wait_body(port, "<h1>one</h1>")
     client = Events(events_url(body), f"http://127.0.0.1:{port}")
     events.append(client)
