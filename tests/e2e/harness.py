@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from relaunch.oslayer import process_alive
+
 TIMEOUT = 20.0
 
 
@@ -130,18 +132,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT, what: st
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    """True while ``pid`` runs; a zombie counts as dead."""
+    return process_alive(pid)
 
 
 def write(path: Path, text: str) -> None:

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .. import oslayer
 from ..command import Command, resolve
@@ -15,7 +16,10 @@ from ..watch.rules import GitIgnore, Glob, IgnoreRules
 from ..watch.watchset import WatchEntry, WatchSet
 from .common import add_noise_options, add_settings_options
 
-__all__ = ["HELP", "NAME", "build_watchset", "configure", "main"]
+if TYPE_CHECKING:
+    from ..run.supervisor import Supervisor
+
+__all__ = ["HELP", "NAME", "build_watchset", "configure", "main", "make_supervisor"]
 
 log = logging.getLogger("relaunch")
 
@@ -120,6 +124,28 @@ def resolve_restart(choice: str, command: Command) -> str:
     return choice
 
 
+def make_supervisor(
+    command: Command, watchset: WatchSet, settings: Settings, **extra: Any
+) -> Supervisor:
+    """A supervisor configured from ``settings``; ``extra`` is what a subcommand adds
+    (a driver, a front end, descriptors to pass on)."""
+    from ..run.supervisor import Supervisor
+
+    return Supervisor(
+        command,
+        watchset,
+        grace=settings.grace,
+        on_exit=settings.on_exit,
+        settle_ms=settings.settle,
+        settle_max_ms=settings.settle_max,
+        poll=settings.poll,
+        poll_interval=settings.poll_interval,
+        restart=resolve_restart(settings.restart, command),
+        no_preload=[name for name, _anchor in settings.no_preload],
+        **extra,
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     cwd = os.getcwd()
     settings = load({option.name: getattr(args, option.name) for option in OPTIONS}, cwd=cwd)
@@ -131,26 +157,12 @@ def main(args: argparse.Namespace) -> int:
     if args.explain:
         return _explain(args.explain, watchset, command)
     assert command is not None
-    restart = resolve_restart(settings.restart, command)
 
     from ..run.drivers import driver_for
-    from ..run.supervisor import Supervisor
 
-    supervisor = Supervisor(
-        command,
-        watchset,
-        grace=settings.grace,
-        on_exit=settings.on_exit,
-        settle_ms=settings.settle,
-        settle_max_ms=settings.settle_max,
-        poll=settings.poll,
-        poll_interval=settings.poll_interval,
-        restart=restart,
-        no_preload=[name for name, _anchor in settings.no_preload],
-        driver=driver_for(command),
-    )
+    supervisor = make_supervisor(command, watchset, settings, driver=driver_for(command))
     if command.is_python:
-        mode = f"Python program, watching its imports, {restart} restarts"
+        mode = f"Python program, watching its imports, {supervisor.restart_mode} restarts"
     else:
         mode = "command"
     log.info("running %s (%s); Enter reloads, Ctrl-C stops", " ".join(argv), mode)

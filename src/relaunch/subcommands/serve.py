@@ -15,7 +15,7 @@ from ..config import OPTIONS, ConfigError, load
 from ..serve.frontend import ServeFrontEnd
 from ..serve.livereload import LiveReload
 from .common import add_noise_options, add_settings_options
-from .run import build_watchset, resolve_restart
+from .run import build_watchset, make_supervisor
 
 __all__ = ["HELP", "NAME", "bind", "configure", "main"]
 
@@ -149,24 +149,9 @@ def main(args: argparse.Namespace) -> int:
     )
     watchset = build_watchset(settings, command, cwd)
 
-    from ..run.drivers import Driver
-    from ..run.supervisor import Supervisor
-
     frontend = ServeFrontEnd(sock, livereload)
-    supervisor = Supervisor(
-        command,
-        watchset,
-        grace=settings.grace,
-        on_exit=settings.on_exit,
-        settle_ms=settings.settle,
-        settle_max_ms=settings.settle_max,
-        poll=settings.poll,
-        poll_interval=settings.poll_interval,
-        restart=resolve_restart(settings.restart, command),
-        no_preload=[name for name, _anchor in settings.no_preload],
-        driver=Driver(),
-        frontend=frontend,
-        pass_fds=(sock.fileno(),),
+    supervisor = make_supervisor(
+        command, watchset, settings, frontend=frontend, pass_fds=(sock.fileno(),)
     )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     log.info("serving %s on http://%s:%d/ ; Enter reloads, Ctrl-C stops", args.app, shown, port)
