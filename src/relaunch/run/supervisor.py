@@ -44,7 +44,9 @@ from .child import Child, Guardian, interpreter_info
 from .drivers import Driver
 from .warm import Cold, Warm
 
-__all__ = ["Supervisor"]
+__all__ = ["RELAUNCH_DIR", "Supervisor"]
+
+RELAUNCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 log = logging.getLogger("relaunch")
 
@@ -163,14 +165,17 @@ class Supervisor:
         self.guardian = Guardian()
         if self.command.python is not None:
             info = interpreter_info(self.command.python.interpreter)
-            self.watchset.set_excluded_roots(info.roots)
+            # relaunch's own code (the serve worker, the API) is tooling, not the program:
+            # never watched, and preloaded like an installed package, even when relaunch
+            # itself is an editable install.
+            self.watchset.set_excluded_roots((*info.roots, RELAUNCH_DIR))
             self.executable = info.executable
             if self.restart_mode == "warm":
                 self.strategy = Warm(
                     self.command.python,
                     self.watchset,
                     executable=info.executable,
-                    roots=info.roots,
+                    roots=(*info.roots, RELAUNCH_DIR),
                     deny=self.no_preload,
                     stdin_to_child=not self.read_stdin,
                     extra_env=self.extra_env,
