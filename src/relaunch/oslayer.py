@@ -23,6 +23,7 @@ __all__ = [
     "HAS_INOTIFY",
     "IS_LINUX",
     "IS_WINDOWS",
+    "child_pids",
     "descendants",
     "filesystem_type",
     "group_alive",
@@ -30,7 +31,9 @@ __all__ = [
     "inotify_open",
     "inotify_parse",
     "inotify_remove_watch",
+    "kill_and_reap",
     "kill_group",
+    "make_subreaper",
     "popen_group_kwargs",
     "process_alive",
     "terminate_group",
@@ -44,6 +47,7 @@ CAN_FORK = hasattr(os, "fork")
 IS_LINUX = sys.platform.startswith("linux")
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 def _load_prctl() -> Any:
@@ -149,6 +153,46 @@ def process_alive(pid: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def make_subreaper() -> bool:
+    """Have orphaned descendants reparented to this process instead of init (Linux), so
+    a grandchild that left the program's process group (setsid) can still be found."""
+    if _prctl is None:
+        return False
+    return int(_prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+
+
+def child_pids() -> set[int]:
+    """This process's direct children (Linux: /proc/self/task/*/children; empty elsewhere)."""
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+        except OSError:
+            continue
+    return pids
+
+
+def kill_and_reap(pid: int) -> None:
+    """SIGKILL a stray child (and its group, if it leads one) and collect its exit."""
+    if IS_WINDOWS:
+        return
+    if _pgid(pid) == pid:
+        _signal_group(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def group_alive(pgid: int) -> bool:

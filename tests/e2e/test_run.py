@@ -354,3 +354,26 @@ def test_console_script_with_python_shebang(app: Path, relaunch: Start) -> None:
     r.expect("value=1")
     write(app / "msg.py", "VALUE = 8\n")
     r.expect("value=8")
+
+
+def test_daemon_that_left_the_process_group_is_stopped_too(app: Path, relaunch: Start) -> None:
+    (app / "app.py").write_text(
+        textwrap.dedent(
+            """\
+            import subprocess, sys, time
+            import msg
+            code = "import os, time; os.setsid(); time.sleep(3600)"
+            daemon = subprocess.Popen([sys.executable, "-c", code])
+            print("daemon", daemon.pid, msg.VALUE, flush=True)
+            time.sleep(3600)
+            """
+        )
+    )
+    r = relaunch(["run", "--", PY, "app.py"])
+    first = int(r.expect(r"daemon (\d+) 1").group(1))
+    write(app / "msg.py", "VALUE = 2\n")
+    second = int(r.expect(r"daemon (\d+) 2").group(1))
+    wait_until(lambda: not pid_alive(first), what="the first daemon to be stopped")
+    r.signal(signal.SIGTERM)
+    r.wait()
+    wait_until(lambda: not pid_alive(second), what="the second daemon to be stopped")

@@ -90,6 +90,10 @@ class Guardian:
                 except (OSError, ValueError):
                     pass
 
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
     def track(self, pgid: int) -> None:
         self._say(f"+{pgid}")
 

@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .. import oslayer
 from ..command import Command
 from ..integrations import child_environment
 from ..serve.frontend import Failure, ServeFrontEnd
@@ -112,6 +113,8 @@ class Supervisor:
         self.frontend = frontend
         self.pass_fds = pass_fds
         self._retiring: list[threading.Thread] = []
+        self._retiring_children: list[Child] = []
+        self._subreaper = False
         self._failure = Failure()
         self.extra_env = child_environment(command)
         self._watch_dirty_at: float | None = None
@@ -151,8 +154,6 @@ class Supervisor:
     def _kill_now(self) -> None:
         child = self.child
         if child is not None and child.pid is not None:
-            from .. import oslayer
-
             oslayer.kill_group(child.pid)
         log.warning("killed")
         os._exit(130)
@@ -162,6 +163,7 @@ class Supervisor:
     def run(self) -> int:
         """Run until stopped; returns the exit code for relaunch itself."""
         self._install_signals()
+        self._subreaper = oslayer.make_subreaper()
         self.guardian = Guardian()
         if self.command.python is not None:
             info = interpreter_info(self.command.python.interpreter)
@@ -257,6 +259,8 @@ class Supervisor:
             self._on_signal_event(event[1])
         elif kind == "zygote":
             self.strategy.zygote_event(event[1], event[2])
+        elif kind == "retired":
+            self._kill_strays()
 
     def _on_signal_event(self, signum: int) -> None:
         if signum == getattr(signal, "SIGHUP", None):
@@ -432,18 +436,55 @@ class Supervisor:
             return
         self.child = None
         if overlap:
+            self._retiring_children.append(child)
             retiring = threading.Thread(
-                target=self._retire, args=(child,), name="relaunch-retire", daemon=True
+                target=self._retire_in_background,
+                args=(child,),
+                name="relaunch-retire",
+                daemon=True,
             )
             retiring.start()
             self._retiring.append(retiring)
         else:
             self._retire(child)
 
+    def _retire_in_background(self, child: Child) -> None:
+        try:
+            child.stop(self.grace)
+        finally:
+            self._retiring_children.remove(child)
+        if self.guardian is not None and child.pid is not None:
+            self.guardian.forget(child.pid)
+        # Strays are looked for on the supervisor's thread, the only one that starts
+        # processes: from here, a process being started could look like a stray.
+        self.events.put(("retired",))
+
     def _retire(self, child: Child) -> None:
         child.stop(self.grace)
         if self.guardian is not None and child.pid is not None:
             self.guardian.forget(child.pid)
+        self._kill_strays()
+
+    def _known_pids(self) -> set[int]:
+        known = {c.pid for c in (self.child, *self._retiring_children) if c and c.pid}
+        for pid in (self.guardian.pid if self.guardian else None, self.strategy.pid()):
+            if pid:
+                known.add(pid)
+        return known
+
+    def _kill_strays(self) -> None:
+        """Kill what a stopped program left behind outside its process group (a daemon
+        that called setsid): as relaunch is a subreaper, those orphans are its children.
+        Runs on the supervisor's thread only (see _retire_in_background)."""
+        if not self._subreaper:
+            return
+        for _round in range(5):  # killing one may orphan its own children
+            strays = oslayer.child_pids() - self._known_pids()
+            if not strays:
+                return
+            log.debug("killing %d process(es) left behind: %s", len(strays), sorted(strays))
+            for pid in strays:
+                oslayer.kill_and_reap(pid)
 
     def _restart(self, why: str, since: float | None = None, changed: Sequence[str] = ()) -> None:
         child = self.child
@@ -539,6 +580,7 @@ class Supervisor:
         self._stop_child()
         for retiring in self._retiring:
             retiring.join()
+        self._kill_strays()
         self.strategy.close()
         self.driver.close()
         if self.frontend is not None:

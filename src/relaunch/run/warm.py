@@ -67,6 +67,10 @@ class Cold:
     def watch_dirs(self) -> set[str]:
         return set()
 
+    def pid(self) -> int | None:
+        """The helper process this strategy keeps running, if any."""
+        return None
+
     def close(self) -> None:
         pass
 
@@ -180,6 +184,9 @@ class Warm(Cold):
         elif event == "gone":
             log.debug("the warm-start process exited; the next restart is cold")
             self._discard()
+
+    def pid(self) -> int | None:
+        return self.zygote.pid if self.zygote is not None else None
 
     def watch_dirs(self) -> set[str]:
         """Folders whose changes may invalidate the zygote: its files', site-packages, the
