@@ -177,9 +177,12 @@ class ZygoteClient:
         """Stop the zygote (the children it forked are stopped by the supervisor)."""
         self.alive = False
         try:
-            self.sock.close()
+            # shutdown() first: close() alone neither wakes the reader thread blocked in
+            # recv() nor, while that recv holds the socket, tells the zygote (no EOF).
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self.sock.close()
         try:
             self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
