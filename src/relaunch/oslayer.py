@@ -36,6 +36,7 @@ __all__ = [
     "make_subreaper",
     "popen_group_kwargs",
     "process_alive",
+    "reap_group_orphans",
     "terminate_group",
     "unread_bytes",
     "wait_readable",
@@ -177,6 +178,18 @@ def child_pids() -> set[int]:
         except OSError:
             continue
     return pids
+
+
+def reap_group_orphans(pgid: int) -> None:
+    """Collect the exit of members of group ``pgid`` that were orphaned to this process
+    (a subreaper): until reaped, a zombie keeps its group alive. The group's leader is
+    left alone (whoever started it reaps it)."""
+    for pid in child_pids():
+        if pid != pgid and _pgid(pid) == pgid:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
 
 def kill_and_reap(pid: int) -> None:

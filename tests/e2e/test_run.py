@@ -377,3 +377,16 @@ def test_daemon_that_left_the_process_group_is_stopped_too(app: Path, relaunch: 
     r.signal(signal.SIGTERM)
     r.wait()
     wait_until(lambda: not pid_alive(second), what="the second daemon to be stopped")
+
+
+def test_same_size_edits_within_one_second_never_run_stale_bytecode(
+    app: Path, relaunch: Start
+) -> None:
+    # Python trusts a .pyc whose source has the same size and mtime second.
+    r = relaunch(["run", "-v", "--", PY, "app.py"], env={"PYTHONDONTWRITEBYTECODE": ""})
+    r.expect("value=1")
+    r.expect(r"watching [1-9]\d* file\(s\)", stream="err")
+    for n in (2, 3, 4):
+        write(app / "msg.py", f"VALUE = {n}\n")
+        r.expect(rf"value={n}")
+    assert (app / "__pycache__").is_dir()  # bytecode was written, and never trusted stale

@@ -282,17 +282,23 @@ class Child:
         if not self.exited.wait(timeout=max(0.0, deadline - time.monotonic())):
             log.warning("the program did not exit %.1f s after SIGTERM: killing it", grace)
         # Workers it left in its group get the rest of the grace period, then SIGKILL.
-        if not _wait_for(lambda: not oslayer.group_alive(pid), deadline):
+        if not _wait_for(lambda: not _group_alive(pid), deadline):
             oslayer.kill_group(pid)
         if not self.exited.wait(timeout=5):
             log.warning("process %d did not go away after SIGKILL", pid)
-        _wait_for(lambda: not oslayer.group_alive(pid), time.monotonic() + 5)
+        _wait_for(lambda: not _group_alive(pid), time.monotonic() + 5)
         self.close()
 
     def close(self) -> None:
         if self._control_w is not None:
             os.close(self._control_w)
             self._control_w = None
+
+
+def _group_alive(pgid: int) -> bool:
+    # Members orphaned to relaunch (a subreaper) stay as zombies until relaunch reaps them.
+    oslayer.reap_group_orphans(pgid)
+    return oslayer.group_alive(pgid)
 
 
 def _wait_for(condition: Callable[[], bool], deadline: float) -> bool:

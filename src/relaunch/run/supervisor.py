@@ -58,6 +58,29 @@ _WATCH_REFRESH = 0.02
 _SHORT_RUN = 1.0
 
 
+def _drop_bytecode(paths: Iterable[str]) -> None:
+    """Delete the cached bytecode of changed modules. Python trusts a .pyc whose source
+    has the same size and the same mtime in whole seconds: an edit like VALUE = 1 ->
+    VALUE = 2 saved within the second would otherwise run the old code."""
+    for path in paths:
+        if not path.endswith(".py"):
+            continue
+        cache = os.path.join(os.path.dirname(path), "__pycache__")
+        stem = os.path.basename(path)[:-3] + "."
+        try:
+            names = os.listdir(cache)
+        except OSError:
+            continue
+        for name in names:
+            # <stem>.<tag>.pyc or <stem>.<tag>.opt-N.pyc, for any interpreter's tag.
+            rest = name[len(stem) :]
+            if name.startswith(stem) and rest.endswith(".pyc") and rest.count(".") in (1, 2):
+                try:
+                    os.unlink(os.path.join(cache, name))
+                except OSError:
+                    pass
+
+
 def _names(paths: Iterable[str], limit: int = 3) -> str:
     shown = sorted(
         os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p for p in paths
@@ -119,6 +142,7 @@ class Supervisor:
         self.extra_env = child_environment(command)
         self._watch_dirty_at: float | None = None
         self._unwatched: set[str] = set()  # added to the watch set, not yet to the watcher
+        self._unseen_changes: set[str] = set()  # changed before relaunch could compare
         self._new_modules: set[str] = set()  # .py files that appeared while the child ran
         self._child_started_ns = 0
         top = git_top(os.getcwd())
@@ -229,7 +253,11 @@ class Supervisor:
             self._restart("program exited: restarting (--on-exit restart)")
         batch = self.settler.take(now, held=self._vcs_busy)
         if batch is not None:
+            # update() for every path (it also records the new state), then the files
+            # known to have changed without a content difference to show for it.
             changed = [p for p in batch.paths if self.fingerprints.update(p)]
+            changed += [p for p in batch.paths if p in self._unseen_changes and p not in changed]
+            self._unseen_changes.difference_update(batch.paths)
             if (
                 changed
                 and self.frontend is not None
@@ -237,6 +265,7 @@ class Supervisor:
             ):
                 log.info("%s changed: pages refreshed, no restart needed", _names(changed))
             elif changed:
+                _drop_bytecode(changed)
                 self._restart(f"{_names(changed)} changed", batch.first_event, changed)
             else:
                 log.debug("no content changed in %s", _names(batch.paths))
@@ -343,9 +372,11 @@ class Supervisor:
             self._scan_new_modules()
 
     def _changed_unseen(self, paths: list[str]) -> None:
-        """Files known to have changed although no event said so: reload for them."""
-        for path in paths:
-            self.fingerprints.forget(path)  # so the settled batch counts them as changed
+        """Files known to have changed although no event said so: reload for them.
+
+        Their fingerprint may already show the new content (it was first taken after
+        the edit), so the settled batch is told directly rather than by comparing."""
+        self._unseen_changes.update(paths)
         self.settler.add(paths, time.monotonic())
 
     # -- the child ---------------------------------------------------------------------

@@ -109,7 +109,10 @@ class Zygote:
         self.loaded: set[str] = set()  # files of the modules preloaded so far
 
     def send(self, message: dict[str, Any]) -> None:
-        self.sock.sendall((json.dumps(message) + "\n").encode())
+        try:
+            self.sock.sendall((json.dumps(message) + "\n").encode())
+        except OSError:
+            raise SystemExit(0) from None  # the supervisor is gone: so is the zygote
 
     # -- preloading ----------------------------------------------------------------
 
