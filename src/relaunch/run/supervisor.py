@@ -143,7 +143,6 @@ class Supervisor:
         self._watch_dirty_at: float | None = None
         self._unwatched: set[str] = set()  # added to the watch set, not yet to the watcher
         self._unseen_changes: set[str] = set()  # changed before relaunch could compare
-        self._new_modules: set[str] = set()  # .py files that appeared while the child ran
         self._child_started_ns = 0
         top = git_top(os.getcwd())
         self._git_lock = os.path.join(top, ".git", "index.lock") if top else None
@@ -159,9 +158,6 @@ class Supervisor:
 
     def _on_child_event(self, event: tuple[Any, ...]) -> None:
         self.events.put(event)
-
-    def request_reload(self, why: str = "manual reload") -> None:
-        self.events.put(("manual", why))
 
     def _read_terminal(self) -> None:
         for line in sys.stdin:
@@ -324,13 +320,11 @@ class Supervisor:
                 self.watchset.invalidate_tree()
                 self._mark_watch_dirty()
                 relevant.extend(f for f in self.watchset.files() if is_within(f, path))
-            elif path.endswith(".py"):
-                # A new module next to watched ones: it matters if the program failed,
-                # perhaps importing it before it existed (now or once the exit is seen).
-                if self.state == "failed":
-                    relevant.append(path)
-                else:
-                    self._new_modules.add(path)
+            elif path.endswith(".py") and self.state == "failed":
+                # A new module next to watched ones: the program failed, perhaps importing
+                # it before it existed. (One created before the failure is seen is found
+                # by _scan_new_modules.)
+                relevant.append(path)
         if relevant:
             self.settler.add(relevant, when)
 
@@ -419,7 +413,6 @@ class Supervisor:
     def _start_child(self) -> None:
         self.generation += 1
         self._failed_files.clear()
-        self._new_modules.clear()
         self._child_started_ns = time.time_ns()
         self._failure = Failure()
         if self.frontend is not None:
@@ -580,6 +573,7 @@ class Supervisor:
         """After a failure: .py files that appeared next to watched ones since the child
         started, including any created before their folder was watched."""
         since = self._child_started_ns
+        found = set()
         for directory in self.watchset.directories():
             try:
                 entries = list(os.scandir(directory))
@@ -590,12 +584,11 @@ class Supervisor:
                     continue
                 try:
                     if entry.stat().st_mtime_ns >= since:
-                        self._new_modules.add(entry.path)
+                        found.add(entry.path)
                 except OSError:
                     continue
-        if self._new_modules:
-            self.settler.add(self._new_modules, time.monotonic())
-            self._new_modules = set()
+        if found:
+            self.settler.add(found, time.monotonic())
 
     # -- start and stop ----------------------------------------------------------------
 
