@@ -14,4 +14,9 @@ __all__ = ["child_environment"]
 
 def child_environment(command: Command) -> dict[str, str]:
     """Extra environment variables for this command's processes (none by default)."""
-    return {}
+    from . import django, flask  # neither imports its framework
+
+    env: dict[str, str] = {}
+    for integration in (django, flask):
+        env.update(integration.child_environment(command))
+    return env

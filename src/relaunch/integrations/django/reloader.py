@@ -1,0 +1,225 @@
+"""Django's reloader interface (``BaseReloader``) on relaunch's watcher; see the package doc.
+
+:func:`install` swaps two functions of ``django.utils.autoreload``, which
+``run_with_reloader`` looks up when runserver starts:
+
+* ``restart_with_reloader`` (the restart loop, in the process the user started):
+  replaced by an exec of relaunch's supervisor running the same command;
+* ``get_reloader`` (in the server process): returns a :class:`RelaunchReloader`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from django.utils import autoreload  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+import relaunch
+
+from ...run.bootstrap import _excluded_roots
+from ...watch.events import OVERFLOW, Watcher
+from ...watch.fingerprint import Fingerprints
+from ...watch.rules import IgnoreRules
+from ...watch.settle import Settler
+from ...watch.watchset import WatchEntry, WatchSet, is_within
+
+__all__ = [
+    "RelaunchReloader",
+    "get_reloader",
+    "install",
+    "restart_with_reloader",
+    "supervisor_argv",
+]
+
+log = logging.getLogger(__name__)
+
+# How often the reloader looks whether receivers registered more folders or files, or
+# (without the supervisor) more modules were imported: a few len() calls.
+_RESCAN = 1.0
+
+
+def install() -> None:
+    """Make runserver use relaunch. Idempotent; called when the app config is created."""
+    if getattr(autoreload, "_relaunch_installed", False):
+        return
+    autoreload._relaunch_installed = True
+    autoreload.get_reloader = get_reloader
+    autoreload.restart_with_reloader = restart_with_reloader
+    if relaunch.is_child():
+        # Under relaunch run, this process is the server: Django must not start its own
+        # restart loop (relaunch run also sets this for commands it sees are runserver).
+        os.environ[autoreload.DJANGO_AUTORELOAD_ENV] = "true"
+
+
+def get_reloader() -> RelaunchReloader:
+    return RelaunchReloader()
+
+
+def _verbosity(args: Sequence[str]) -> int | None:
+    """The value of Django's ``-v N`` / ``--verbosity N`` option in ``args``, if given."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg in ("-v", "--verbosity") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--verbosity="):
+            value = arg.partition("=")[2]
+        elif arg.startswith("-v") and arg[2:].isdigit():
+            value = arg[2:]
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def supervisor_argv(orig_argv: Sequence[str], executable: str) -> list[str]:
+    """``python -m relaunch run [-v|-q] -- python [flags] manage.py runserver [args]``, pure.
+
+    The program is this process's exact command line (``sys.orig_argv``: interpreter
+    flags kept), with the interpreter spelled as ``executable``. runserver's
+    ``--verbosity`` sets relaunch's too: 0 is ``-q``, 2 and more ``-v``.
+    """
+    verbosity = _verbosity(orig_argv[1:])
+    noise = [] if verbosity in (None, 1) else ["-q"] if verbosity == 0 else ["-v"]
+    return [executable, "-m", "relaunch", "run", *noise, "--", executable, *orig_argv[1:]]
+
+
+def restart_with_reloader() -> int:
+    """Replace Django's restart loop: this process becomes relaunch's supervisor."""
+    argv = supervisor_argv(
+        getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv], sys.executable
+    )
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    if sys.platform == "win32":  # pragma: no cover - execv mangles arguments there
+        import subprocess
+
+        return subprocess.call(argv)
+    os.execv(argv[0], argv)
+
+
+class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
+    """Django's reloader with native events, settling and content fingerprints.
+
+    ``supervised`` (under ``relaunch run``): watches what receivers of
+    ``autoreload_started`` register (folders with globs, ``extra_files``); an unhandled
+    ``file_changed`` asks the supervisor to reload. Otherwise it also watches the
+    imported modules and exits with status 3 as Django's reloaders do.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.supervised = relaunch.is_child()
+        self._events: queue.SimpleQueue[tuple[list[str], float]] = queue.SimpleQueue()
+        self._reload_asked = False
+
+    @classmethod
+    def check_availability(cls) -> bool:
+        return True
+
+    def run(self, django_main_thread: Any) -> None:
+        if self.supervised and not self.wait_for_apps_ready(autoreload.apps, django_main_thread):
+            # Django's main thread died before the apps were ready (an error in models or
+            # settings it printed): exit, so relaunch reports it and waits for the fix.
+            if autoreload._error_files:
+                relaunch.watch(*autoreload._error_files)
+            raise SystemExit(1)
+        super().run(django_main_thread)
+
+    def _on_paths(self, paths: list[str]) -> None:
+        self._events.put((paths, time.monotonic()))
+
+    def _signature(self) -> tuple[int, ...]:
+        globs = sum(len(patterns) for patterns in self.directory_globs.values())
+        base = (len(self.extra_files), len(self.directory_globs), globs)
+        if self.supervised:
+            return base
+        return (*base, len(sys.modules), len(autoreload._error_files))
+
+    def _watchset(self) -> WatchSet:
+        entries = []
+        for directory, patterns in self.directory_globs.items():
+            for pattern in patterns:
+                try:
+                    entries.append(WatchEntry.parse(str(directory / pattern), cwd=str(directory)))
+                except FileNotFoundError:
+                    continue  # a folder that does not exist (yet): Django skips it too
+        rules = IgnoreRules(bases=[os.getcwd(), *(entry.base for entry in entries)])
+        watchset = WatchSet(entries=entries, rules=rules)
+        watchset.set_excluded_roots(_excluded_roots())
+        for path in self.extra_files:
+            watchset.add(str(Path(path).absolute()), "reloader.extra_files")
+        if not self.supervised:
+            for path in self.watched_files(include_globs=False):
+                watchset.add(str(path), "imported by the program")
+        return watchset
+
+    def tick(self) -> Iterator[None]:
+        watcher = Watcher(self._on_paths)
+        settler = Settler()
+        fingerprints = Fingerprints()
+        watchset = WatchSet()
+        signature: tuple[int, ...] | None = None
+        new_dirs: list[str] = []  # folders that appeared under watched ones
+        next_rescan = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= next_rescan:
+                    next_rescan = now + _RESCAN
+                    if self._signature() != signature:
+                        signature = None
+                if signature is None:
+                    signature = self._signature()
+                    watchset = self._watchset()
+                    files = watchset.files()
+                    watcher.update(watchset.directories(), files)
+                    for path in files:
+                        if path in fingerprints:
+                            continue
+                        if any(is_within(path, d) for d in new_dirs):
+                            settler.add([path], now)  # created with its folder: a change
+                        else:
+                            fingerprints.remember(path)
+                    new_dirs.clear()
+                due = settler.due()
+                deadline = min(next_rescan, due) if due is not None else next_rescan
+                try:
+                    paths, when = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    paths, when = [], 0.0
+                relevant: list[str] = []
+                for path in paths:
+                    if path == OVERFLOW:
+                        relevant.extend(watchset.files())
+                    elif path in fingerprints or watchset.matches(path):
+                        relevant.append(path)
+                    elif os.path.isdir(path) and any(
+                        is_within(path, e.base) for e in watchset.entries
+                    ):
+                        new_dirs.append(path)
+                        signature = None  # walk the watched folders again
+                if relevant:
+                    settler.add(relevant, when)
+                batch = settler.take(time.monotonic())
+                if batch is not None:
+                    for path in sorted(p for p in batch.paths if fingerprints.update(p)):
+                        self.notify_file_changed(Path(path))
+                yield
+        finally:
+            watcher.close()
+
+    def notify_file_changed(self, path: Path) -> None:
+        if not self.supervised:
+            super().notify_file_changed(path)  # exits with status 3 unless handled
+            return
+        results = autoreload.file_changed.send(sender=self, file_path=path)
+        log.debug("%s notified as changed. Signal results: %s.", path, results)
+        if any(result for _receiver, result in results) or self._reload_asked:
+            return
+        self._reload_asked = True
+        autoreload.logger.info("%s changed, reloading.", path)
+        relaunch.trigger_reload()
