@@ -15,11 +15,11 @@ from typing import NoReturn
 from . import __version__
 from .command import CommandError
 from .config import ConfigError
-from .subcommands import run, serve
+from .subcommands import run, serve, watch
 
 __all__ = ["SUBCOMMANDS", "main"]
 
-SUBCOMMANDS = (run, serve)
+SUBCOMMANDS = (run, serve, watch)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -77,6 +77,11 @@ OPTIONS: tuple[Option, ...] = (
            "or auto (warm on Linux, cold elsewhere)", choices=("auto", "warm", "cold")),
     Option("no_preload", "list", [], "never preload this module or package for warm "
            "restarts; repeatable", metavar="MODULE"),
+    Option("preflight", "bool", True, "before a graceful reload of a production server "
+           "(gunicorn, uWSGI), import the new code in a throwaway process; a failure keeps "
+           "the old workers serving"),
+    Option("preflight_timeout", "float", 60.0, "seconds a preflight may take",
+           metavar="SECONDS"),
 )  # fmt: skip
 
 _BY_KEY = {option.key: option for option in OPTIONS}
@@ -101,6 +106,8 @@ class Settings:
     on_exit: str = "wait"
     restart: str = "auto"
     no_preload: list[tuple[str, str]] = field(default_factory=list)
+    preflight: bool = True
+    preflight_timeout: float = 60.0
     sources: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:

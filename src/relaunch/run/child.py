@@ -148,6 +148,7 @@ class Child:
         self.returncode: int | None = None  # None also when the status could not be known
         self.started_at = 0.0
         self.exited = threading.Event()
+        self.program_pid: int | None = None  # the process running the program, once adopted
         self._reading = threading.Lock()
         self._report_fd: int | None = None
         self.has_hooks = threading.Event()
@@ -213,8 +214,44 @@ class Child:
     def _wait(self, proc: subprocess.Popen[bytes]) -> None:
         self.mark_exited(proc.wait())
 
+    @property
+    def pids(self) -> set[int]:
+        """The processes that are this run: the one started, and the one adopted."""
+        return {p for p in (self.pid, self.program_pid) if p is not None}
+
+    def adopt(self, pid: int) -> None:
+        """From now on the program is process ``pid`` (gunicorn re-executing itself):
+        its exit, not the started process's, is this run's exit. ``self.pid`` stays the
+        process group id, which ``pid`` shares, so stopping stops it."""
+        self.program_pid = pid
+        threading.Thread(
+            target=self._wait_adopted, args=(pid,), name="relaunch-adopted", daemon=True
+        ).start()
+
+    def _wait_adopted(self, pid: int) -> None:
+        code: int | None = None
+        while True:
+            try:
+                # Once its parent exits, relaunch (a subreaper) is its parent: reap it.
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    code = os.waitstatus_to_exitcode(status)
+                    break
+            except ChildProcessError:
+                if not oslayer.process_alive(pid):
+                    break  # not ours to reap: its status cannot be known
+            time.sleep(0.05)
+        if self.program_pid == pid:
+            self._report_exit(code)
+
     def mark_exited(self, code: int | None) -> None:
-        """Record the exit (called once, by whoever reaped the process; None: unknown)."""
+        """Record the exit of the started process (by whoever reaped it; None: unknown).
+        Once another process was adopted, that one's exit is what counts."""
+        if self.program_pid is not None:
+            return
+        self._report_exit(code)
+
+    def _report_exit(self, code: int | None) -> None:
         if self.exited.is_set():
             return
         # Everything it wrote before exiting (a crash's files) must be heard before its

@@ -1,20 +1,34 @@
 """Drivers: how a running program is told to load new code.
 
 The default driver has nothing to say, and the supervisor restarts the process.
-A server that can reload itself gracefully (gunicorn's HUP, uWSGI's chain reload,
-mod_wsgi's touch) gets a driver that does it in place, after checking the new code
+A server that can reload itself gracefully (gunicorn's HUP or USR2 re-exec, uWSGI's
+chain reload) gets a driver that does it in place, after checking the new code
 in a throwaway process (preflight), so working workers are never replaced by
 broken ones. :func:`driver_for` picks the driver for a command.
+
+:meth:`Driver.reload` answers with a string: what was done. A :class:`NotReloaded`
+string means that nothing was reloaded, on purpose (the preflight failed: the old
+workers keep serving); the supervisor must neither restart the process nor count a
+reload. ``None`` asks the supervisor to restart the process.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from ..command import Command
 from .child import Child
 
-__all__ = ["Driver", "driver_for"]
+__all__ = ["Driver", "NotReloaded", "driver_for"]
+
+log = logging.getLogger(__name__)
+
+
+class NotReloaded(str):
+    """A driver's answer meaning "deliberately did nothing; the previous version keeps
+    serving" (e.g. "preflight failed: SyntaxError ...; still serving the previous
+    version"). It is a ``str``, so a supervisor unaware of it still logs it."""
 
 
 class Driver:
@@ -23,15 +37,36 @@ class Driver:
     name = "restart"
 
     def reload(self, child: Child, changed: Sequence[str]) -> str | None:
-        """Reload ``child`` in place. Returns what was done (for the log line), or None
-        to have the supervisor restart the process instead. Runs on the supervisor's
-        thread; may block for as long as a graceful reload takes."""
+        """Reload ``child`` in place. Returns what was done (for the log line), a
+        :class:`NotReloaded` when it deliberately did nothing, or None to have the
+        supervisor restart the process instead. Runs on the supervisor's thread; may
+        block for as long as a graceful reload takes."""
         return None
+
+    def environment(self) -> dict[str, str]:
+        """Extra environment variables the program needs for this driver (e.g. where
+        uWSGI's master FIFO is). Asked once, before the first start."""
+        return {}
 
     def close(self) -> None:
         """Release what the driver holds (relaunch is exiting)."""
 
 
-def driver_for(command: Command) -> Driver:
-    """The driver for this command: a server integration if one recognises it."""
+def driver_for(
+    command: Command, *, preflight: bool = True, preflight_timeout: float = 60.0
+) -> Driver:
+    """The driver for this command: a server integration if one recognises it.
+
+    ``preflight``: import the new code in a throwaway process before each graceful
+    reload (``--no-preflight`` turns it off); ``preflight_timeout`` bounds it.
+    """
+    from ..integrations import gunicorn, uwsgi
+
+    for integration in (gunicorn, uwsgi):
+        driver: Driver | None = integration.driver_for(
+            command, preflight=preflight, preflight_timeout=preflight_timeout
+        )
+        if driver is not None:
+            log.debug("%s driver: graceful reloads", driver.name)
+            return driver
     return Driver()

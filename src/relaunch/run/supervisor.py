@@ -42,7 +42,7 @@ from ..watch.settle import Settler
 from ..watch.watchset import WatchSet, is_within
 from . import ipc
 from .child import Child, Guardian, interpreter_info
-from .drivers import Driver
+from .drivers import Driver, NotReloaded
 from .warm import Cold, Warm
 
 __all__ = ["RELAUNCH_DIR", "Supervisor"]
@@ -490,7 +490,7 @@ class Supervisor:
         self._kill_strays()
 
     def _known_pids(self) -> set[int]:
-        known = {c.pid for c in (self.child, *self._retiring_children) if c and c.pid}
+        known = {pid for c in (self.child, *self._retiring_children) if c for pid in c.pids}
         for pid in (self.guardian.pid if self.guardian else None, self.strategy.pid()):
             if pid:
                 known.add(pid)
@@ -514,6 +514,9 @@ class Supervisor:
         child = self.child
         if child is not None and self.state == "running":
             done = self.driver.reload(child, changed)
+            if isinstance(done, NotReloaded):
+                log.error("%s; %s", why, done)  # the previous version keeps serving
+                return
             if done is not None:
                 self.reloads += 1
                 took = (time.monotonic() - (since or time.monotonic())) * 1000

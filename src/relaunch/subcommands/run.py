@@ -160,7 +160,10 @@ def main(args: argparse.Namespace) -> int:
 
     from ..run.drivers import driver_for
 
-    supervisor = make_supervisor(command, watchset, settings, driver=driver_for(command))
+    driver = driver_for(
+        command, preflight=settings.preflight, preflight_timeout=settings.preflight_timeout
+    )
+    supervisor = make_supervisor(command, watchset, settings, driver=driver)
     if command.is_python:
         mode = f"Python program, watching its imports, {supervisor.restart_mode} restarts"
     else:

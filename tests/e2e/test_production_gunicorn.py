@@ -1,0 +1,100 @@
+"""gunicorn under ``relaunch run``: graceful reloads (HUP; USR2 with --preload) under
+load, preflight keeping broken code out, and zero failed requests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .harness import Relaunch, write
+from .prodharness import APP, find_server, free_port, report, running_load, version_file
+from .prodharness import wait_responding as wait_up
+
+GUNICORN = find_server("gunicorn")
+pytestmark = pytest.mark.skipif(
+    GUNICORN is None, reason="gunicorn is not installed (bash .ci/install-servers.sh)"
+)
+WORKERS = 4
+CLIENTS = 8
+
+
+def _start(relaunch: Callable[..., Relaunch], tmp_path: Path, port: int, *extra: str) -> Relaunch:
+    (tmp_path / "app.py").write_text(APP)
+    (tmp_path / "version.py").write_text(version_file("v0"))
+    assert GUNICORN is not None
+    proc = relaunch(
+        ["run", "--", GUNICORN, "-w", str(WORKERS), "-b", f"127.0.0.1:{port}", *extra, "app:app"],
+        cwd=tmp_path,
+        # gunicorn >= 23 puts a control socket there: one per test, so tests run in parallel.
+        env={"XDG_RUNTIME_DIR": str(tmp_path)},
+    )
+    assert wait_up(port) == "v0"
+    return proc
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["hup", "preload-usr2"])
+def test_twenty_graceful_reloads_under_load_fail_no_request(
+    relaunch: Callable[..., Relaunch], tmp_path: Path, preload: bool
+) -> None:
+    port = free_port()
+    proc = _start(relaunch, tmp_path, port, *(["--preload"] if preload else []))
+    coexist: list[float] = []
+    with running_load(port, CLIENTS) as load:
+        for i in range(1, 21):
+            mark = proc.err.mark()
+            write(tmp_path / "version.py", version_file(f"v{i}"))
+            how = "USR2" if preload else "HUP"
+            proc.expect(rf"reload #\d+: .*graceful .*{how}", stream="err", start=mark, timeout=90)
+            since = time.monotonic()
+            load.wait_served(f"v{i}", count=2 * CLIENTS)
+            # Once the reload is reported done, every worker serves the new code.
+            assert load.served_after(since) == {f"v{i}"}
+            coexist.append(load.coexistence(f"v{i - 1}", f"v{i}"))
+    assert load.failures == [], load.failures[:5]
+    assert len(load.snapshot()) > 20 * CLIENTS
+    report(f"gunicorn {'--preload (USR2)' if preload else '(HUP)'}", load, 20, coexist)
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["hup", "preload-usr2"])
+def test_syntax_error_is_reported_never_served_and_the_fix_is_picked_up(
+    relaunch: Callable[..., Relaunch], tmp_path: Path, preload: bool
+) -> None:
+    port = free_port()
+    proc = _start(relaunch, tmp_path, port, *(["--preload"] if preload else []))
+    with running_load(port, CLIENTS) as load:
+        # Without --preload each worker imports the app when it boots, from whatever is
+        # on disk then: let all of them boot before breaking the code.
+        load.wait_pids(WORKERS)
+        mark = proc.err.mark()
+        write(tmp_path / "version.py", 'V = "broken\n')
+        proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark)
+        proc.expect(r"still serving the previous version", stream="err", start=mark)
+        since = time.monotonic()
+        load.wait_served("v0", count=4 * CLIENTS)
+        assert load.served_after(since) == {"v0"}
+        mark = proc.err.mark()
+        write(tmp_path / "version.py", version_file("v1"))
+        proc.expect(r"reload #\d+: .*graceful", stream="err", start=mark, timeout=90)
+        load.wait_served("v1", count=2 * CLIENTS)
+    assert load.failures == [], load.failures[:5]
+    # The broken version never reached a worker: every answer was v0 or v1.
+    assert {o.version for o in load.snapshot()} == {"v0", "v1"}
+
+
+def test_manual_reload_without_change_is_graceful(
+    relaunch: Callable[..., Relaunch], tmp_path: Path
+) -> None:
+    """SIGHUP to relaunch goes through the driver too: a HUP, not a restart."""
+    import signal
+
+    port = free_port()
+    proc = _start(relaunch, tmp_path, port)
+    mark = proc.err.mark()
+    proc.signal(signal.SIGHUP)
+    proc.expect(
+        r"reload #1: manual reload \(SIGHUP\); graceful reload \(HUP\)", stream="err", start=mark
+    )
+    assert wait_up(port) == "v0"
