@@ -36,6 +36,7 @@ __all__ = [
     "make_subreaper",
     "popen_group_kwargs",
     "process_alive",
+    "processes_with_env",
     "reap_group_orphans",
     "terminate_group",
     "unread_bytes",
@@ -239,6 +240,24 @@ def _proc_parents() -> Iterator[tuple[int, int]]:
         fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 1:
             yield int(entry), int(fields[1])
+
+
+def processes_with_env(entry: str) -> list[int]:
+    """Processes whose initial environment holds ``entry`` ("NAME=value"; Linux)."""
+    needle = entry.encode()
+    found: list[int] = []
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def descendants(pid: int) -> list[int]:

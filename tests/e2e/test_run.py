@@ -170,8 +170,9 @@ def test_git_checkout_of_500_files_gives_one_reload(tmp_path: Path, relaunch: St
 
 
 def test_atomic_save_by_rename_reloads(app: Path, relaunch: Start) -> None:
-    r = relaunch(["run", "--", PY, "app.py"])
+    r = relaunch(["run", "-v", "--", PY, "app.py"])
     r.expect("value=1")
+    r.expect(r"watching [1-9]\d* file\(s\)", stream="err")
     tmp = app / ".msg.py.tmp1234"
     tmp.write_text("VALUE = 5\n")
     os.replace(tmp, app / "msg.py")

@@ -115,9 +115,11 @@ def test_update(tmp_path: Path) -> None:
 
 
 def test_update_never_seen_missing_file(tmp_path: Path) -> None:
+    # A path never seen that does not exist (a temporary file that came and went, a
+    # folder) is no change; once it was seen, its disappearance would be.
     prints = Fingerprints()
     path = str(tmp_path / "missing.py")
-    assert prints.update(path) is True
+    assert prints.update(path) is False
     assert prints.update(path) is False
 
 

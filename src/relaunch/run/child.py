@@ -61,17 +61,18 @@ def interpreter_info(interpreter: str) -> InterpreterInfo:
 class Guardian:
     """Handle on the guardian process (see guardian.py); a no-op where it cannot run."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         if oslayer.IS_WINDOWS:
             return
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "relaunch.run.guardian"],
+                [sys.executable, "-m", "relaunch.run.guardian", token],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 close_fds=True,
+                start_new_session=True,  # outlives a kill of relaunch's process group
             )
         except OSError as exc:
             log.warning(

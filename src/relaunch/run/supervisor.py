@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import secrets
 import signal
 import sys
 import threading
@@ -137,15 +138,19 @@ class Supervisor:
         self.pass_fds = pass_fds
         self._retiring: list[threading.Thread] = []
         self._retiring_children: list[Child] = []
+        self._stopping: Child | None = None
+        self._watching = False  # the first watcher refresh is done
         self._subreaper = False
         self._failure = Failure()
-        self.extra_env = child_environment(command)
+        # Every process of this run inherits the token: the guardian finds them by it.
+        self.run_token = secrets.token_hex(8)
+        self.extra_env = {**child_environment(command), "_RELAUNCH_RUN": self.run_token}
         self._watch_dirty_at: float | None = None
         self._unwatched: set[str] = set()  # added to the watch set, not yet to the watcher
         self._unseen_changes: set[str] = set()  # changed before relaunch could compare
         self._child_started_ns = 0
         top = git_top(os.getcwd())
-        self._git_lock = os.path.join(top, ".git", "index.lock") if top else None
+        self._git_dir = os.path.join(top, ".git") if top else None
         self._failed_files: set[str] = set()
         self._pending_report: tuple[int, str, float] | None = None
         self._restart_delay = 0.0
@@ -172,9 +177,9 @@ class Supervisor:
         self.events.put(("signal", signum))
 
     def _kill_now(self) -> None:
-        child = self.child
-        if child is not None and child.pid is not None:
-            oslayer.kill_group(child.pid)
+        for child in (self.child, self._stopping, *self._retiring_children):
+            if child is not None and child.pid is not None:
+                oslayer.kill_group(child.pid)
         log.warning("killed")
         os._exit(130)
 
@@ -184,7 +189,7 @@ class Supervisor:
         """Run until stopped; returns the exit code for relaunch itself."""
         self._install_signals()
         self._subreaper = oslayer.make_subreaper()
-        self.guardian = Guardian()
+        self.guardian = Guardian(self.run_token)
         if self.command.python is not None:
             info = interpreter_info(self.command.python.interpreter)
             # relaunch's own code (the serve worker, the API) is tooling, not the program:
@@ -267,8 +272,16 @@ class Supervisor:
                 log.debug("no content changed in %s", _names(batch.paths))
 
     def _vcs_busy(self) -> bool:
-        """A git operation is under way (checkout, rebase, merge): its lock file exists."""
-        return self._git_lock is not None and os.path.exists(self._git_lock)
+        """A git operation is under way: its index lock exists, or a rebase, cherry-pick
+        or revert is in progress (between its commits the lock comes and goes). A
+        rebase stopped on a conflict holds reloads too, at most the settler's hold_max
+        (30 s) per batch."""
+        if self._git_dir is None:
+            return False
+        return any(
+            os.path.exists(os.path.join(self._git_dir, name))
+            for name in ("index.lock", "rebase-merge", "rebase-apply", "sequencer")
+        )
 
     def _handle(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
@@ -306,16 +319,17 @@ class Supervisor:
                 continue
             if os.path.basename(path) == ".gitignore" and self.watchset.rules.gitignore:
                 self.watchset.rules.gitignore.forget(os.path.dirname(path))
-            if path in self.fingerprints or self.watchset.matches(path):
+            folder = (
+                path in self.watcher.event_dirs
+                or path in self.watcher.poll_dirs
+                or os.path.isdir(path)
+            )
+            if not folder and (path in self.fingerprints or self.watchset.matches(path)):
                 relevant.append(path)
                 continue
             if self.watchset.rules.reason(path, is_dir=True):
                 continue  # __pycache__, .git, logs...: nothing relaunch reacts to
-            if (
-                path in self.watcher.event_dirs
-                or path in self.watcher.poll_dirs
-                or (os.path.isdir(path))
-            ):
+            if folder or any(is_within(f, path) for f in self.watchset.imported):
                 # A folder appeared, vanished or moved: re-walk, re-check what it held.
                 self.watchset.invalidate_tree()
                 self._mark_watch_dirty()
@@ -353,8 +367,15 @@ class Supervisor:
         self._watch_dirty_at = None
         files = self.watchset.files()
         self.watcher.update(self.watchset.directories() | self.strategy.watch_dirs(), files)
+        # After start-up, a file first seen by a re-walk (in a folder that just appeared)
+        # may have been written before its folder was watched: that is a change too.
+        appeared = [p for p in files if p not in self.fingerprints] if self._watching else []
+        self._watching = True
         for path in files:
             self.fingerprints.remember(path)
+        appeared = [p for p in appeared if os.path.isfile(p)]
+        if appeared:
+            self._changed_unseen(appeared)
         log.debug("watching %d file(s): %s", len(files), self.watcher.describe())
         # Files added since the last refresh were not covered by the watcher until now:
         # an edit in that window raised no event, so look at them once more.
@@ -484,7 +505,11 @@ class Supervisor:
         self.events.put(("retired",))
 
     def _retire(self, child: Child) -> None:
-        child.stop(self.grace)
+        self._stopping = child  # a second Ctrl-C meanwhile kills it at once
+        try:
+            child.stop(self.grace)
+        finally:
+            self._stopping = None
         if self.guardian is not None and child.pid is not None:
             self.guardian.forget(child.pid)
         self._kill_strays()

@@ -80,12 +80,16 @@ class Fingerprints:
     def update(self, path: str) -> bool:
         """Take a new fingerprint; True if the file changed since the last one.
 
-        A file never seen before counts as changed: nothing says it is not.
+        A file never seen before counts as changed if it exists: nothing says it is not.
         """
         seen = path in self._known
         old = self._known.get(path)
         new = self._known[path] = take(path)
-        return not seen or changed(old, new)
+        if not seen:
+            # Never seen: a change if it is a file now (a temporary file that came and
+            # went, or a folder, is not).
+            return new is not None
+        return changed(old, new)
 
     def forget(self, path: str) -> None:
         self._known.pop(path, None)

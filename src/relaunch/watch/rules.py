@@ -45,7 +45,7 @@ BUILTIN_IGNORED_FILES = (
     "*-wal", "*-shm",
     "*.swp", "*.swo", "*.swx", "*.swpx", "*~", ".#*", "#*#", "4913",  # vim, emacs
     "*___jb_tmp___", "*___jb_old___", "*___jb_bak___",  # JetBrains safe write
-    "*.tmp", ".*.tmp", "*.crswap", ".DS_Store", "Thumbs.db", ".coverage", ".coverage.*",
+    "*.tmp", ".*.tmp", "*.crswap", "*.vsctmp", ".DS_Store", "Thumbs.db", ".coverage", ".coverage.*",
 )  # fmt: skip
 
 _MAGIC = re.compile(r"[*?\[]")

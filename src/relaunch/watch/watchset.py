@@ -171,8 +171,12 @@ class WatchSet:
             files: set[str] = set()
             for entry in self.entries:
                 if entry.kind == "file":
-                    dirs.add(entry.base)
+                    dirs.add(_existing_ancestor(entry.base))
                     files.add(entry.path)
+                    continue
+                if not os.path.isdir(entry.base):
+                    # Gone (deleted, or mid-checkout): watch where it would reappear.
+                    dirs.add(_existing_ancestor(entry.base))
                     continue
                 for dirpath, filenames in self._walk(entry.base):
                     dirs.add(dirpath)

@@ -1,0 +1,246 @@
+"""File-system conditions: forced polling, unreadable folders, symlink loops, huge trees."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..e2e.harness import Relaunch, write
+from .support import (
+    PY,
+    PrefixedRelaunch,
+    Start,
+    make_app,
+    no_traceback_of_relaunch,
+    reload_line,
+    reloads,
+    replace,
+    wait_watching,
+)
+
+POLL = ["--poll", "--poll-interval", "0.05"]
+
+
+def test_polling_sees_edits_creation_and_deletion(tmp_path: Path, relaunch: Start) -> None:
+    make_app(
+        tmp_path,
+        app=(
+            "import os, time\nimport msg, later\n"
+            'print(f"start value={msg.VALUE} later={later.X}", flush=True)\ntime.sleep(3600)\n'
+        ),
+    )
+    r = relaunch(["run", "-v", *POLL, "--", PY, "app.py"])
+    r.expect("ModuleNotFoundError: No module named 'later'", stream="err")
+    r.expect(r"error: program exited with code 1", stream="err")
+    line = r.expect(r"watching [1-9]\d* file\(s\): .*", stream="err").group(0)
+    assert "by polling every 0.05s" in line and "events" not in line, r.output()
+    # Creation: the module the program could not import appears.
+    (tmp_path / "later.py").write_text("X = 1\n")
+    r.expect(r"start value=1 later=1$")
+    r.expect(reload_line(1, r"later\.py"), stream="err")
+    wait_watching(r, 3)
+    # An edit.
+    write(tmp_path / "msg.py", "VALUE = 2\n")
+    r.expect(r"start value=2 later=1$")
+    r.expect(reload_line(2), stream="err")
+    # Deletion: the program fails, and says so.
+    mark = r.err.mark()
+    (tmp_path / "later.py").unlink()
+    r.expect(reload_line(3, r"later\.py"), stream="err")
+    r.expect("ModuleNotFoundError: No module named 'later'", stream="err", start=mark)
+    r.expect(r"error: program exited with code 1", stream="err", start=mark)
+    # And back.
+    (tmp_path / "later.py").write_text("X = 2\n")
+    r.expect(r"start value=2 later=2$")
+    r.expect(reload_line(4, r"later\.py"), stream="err")
+    assert reloads(r) == 4, r.output()
+
+
+# -- unreadable folders -----------------------------------------------------------------------
+
+
+def _unprivileged_prefix(tmp_path: Path) -> list[str]:
+    """What to run relaunch under so that file permissions apply to it: nothing for a
+    normal user; for root, setpriv without the capabilities that bypass them. Skips
+    the test if permissions would still not apply."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root, and no setpriv to drop the override capabilities")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    probe.chmod(0)
+    try:
+        seen = subprocess.run(
+            [*prefix, PY, "-c", "import os, sys; os.listdir(sys.argv[1])", str(probe)],
+            capture_output=True,
+            timeout=30,
+        )
+    finally:
+        probe.chmod(0o755)
+        probe.rmdir()
+    if seen.returncode == 0:
+        pytest.skip("chmod 000 has no effect here: nothing to test")
+    return prefix
+
+
+@pytest.fixture
+def unprivileged(tmp_path: Path) -> Iterator[tuple[list[str], list[Relaunch]]]:
+    started: list[Relaunch] = []
+    yield _unprivileged_prefix(tmp_path), started
+    for proc in started:
+        proc.close()
+
+
+PKG_APP = """\
+import os, time
+from pkg import mod
+print(f"start value={mod.VALUE}", flush=True)
+time.sleep(3600)
+"""
+
+
+def test_folder_of_watched_module_made_unreadable_mid_run(
+    tmp_path: Path, unprivileged: tuple[list[str], list[Relaunch]]
+) -> None:
+    prefix, started = unprivileged
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "mod.py").write_text("VALUE = 1\n")
+    (tmp_path / "app.py").write_text(PKG_APP)
+    r = PrefixedRelaunch(prefix, ["run", "-v", "--", PY, "app.py"], tmp_path)
+    started.append(r)
+    r.expect(r"start value=1$")
+    wait_watching(r, 3)
+    mark = r.err.mark()
+    pkg.chmod(0)
+    try:
+        # relaunch can no longer read the files: whatever it makes of that (a reload that
+        # fails is fair), it must keep running.
+        r.expect(r"\] reload #1: ", stream="err", start=mark)
+        r.expect(r"error: program exited", stream="err", start=mark)
+        assert r.proc.poll() is None, r.output()
+    finally:
+        pkg.chmod(0o755)
+    r.expect(r"start value=1$", start=1)
+    replace(pkg / "mod.py", "VALUE = 2\n")
+    r.expect(r"start value=2$")
+    assert r.proc.poll() is None, r.output()
+    no_traceback_of_relaunch(r)
+
+
+def test_unreadable_folder_inside_watch_tree(
+    tmp_path: Path, unprivileged: tuple[list[str], list[Relaunch]]
+) -> None:
+    prefix, started = unprivileged
+    make_app(tmp_path)
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "sub" / "inner.txt").write_text("1")
+    (data / "top.txt").write_text("1")
+    r = PrefixedRelaunch(prefix, ["run", "-v", "-w", "data", "--", PY, "app.py"], tmp_path)
+    started.append(r)
+    r.expect(r"value=1$")
+    wait_watching(r, 4)
+    (data / "sub").chmod(0)
+    try:
+        # A new folder appears (relaunch re-walks the tree and meets the unreadable one),
+        # then a real change next to it.
+        (data / "new").mkdir()
+        replace(data / "top.txt", "2")
+        r.expect(r"\] reload #\d+: .*data/top\.txt", stream="err")
+        replace(tmp_path / "msg.py", "VALUE = 2\n")
+        r.expect(r"value=2$")
+        assert r.proc.poll() is None, r.output()
+    finally:
+        (data / "sub").chmod(0o755)
+    no_traceback_of_relaunch(r)
+
+
+# -- symlink loops -------------------------------------------------------------------------
+
+
+def test_symlink_loops_in_watch_folder(tmp_path: Path, relaunch: Start) -> None:
+    make_app(tmp_path)
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "data.txt").write_text("1")
+    (tree / "a" / "b" / "deep.txt").write_text("1")
+    os.symlink(".", tree / "here")  # tree/here -> tree
+    os.symlink("../..", tree / "a" / "b" / "up")  # back to tree
+    os.symlink(str(tmp_path), tree / "a" / "root")  # the project that holds the tree
+    os.symlink("self", tree / "self")  # ELOOP
+    os.symlink("ping", tree / "pong")
+    os.symlink("pong", tree / "ping")
+    r = relaunch(["run", "-v", "-w", "tree", "--", PY, "app.py"])
+    r.expect(r"value=1$")  # start-up finished: the loops were not followed forever
+    wait_watching(r, 4)
+    replace(tree / "a" / "b" / "deep.txt", "2")
+    r.expect(reload_line(1, r"tree/a/b/deep\.txt"), stream="err")
+    # A new loop made while relaunch runs, then a real change.
+    os.symlink("../../a", tree / "a" / "b" / "again")
+    (tree / "c").mkdir()
+    os.symlink("../c", tree / "c" / "c")
+    replace(tree / "data.txt", "2")
+    r.expect(reload_line(r"\d+", r"(.*, )?tree/data\.txt(, .*)?"), stream="err")
+    replace(tmp_path / "msg.py", "VALUE = 2\n")
+    r.expect(r"value=2$")
+    assert r.proc.poll() is None, r.output()
+    no_traceback_of_relaunch(r)
+
+
+# -- a huge tree ------------------------------------------------------------------------------
+
+
+def _make_tree(root: Path, folders: int, files: int) -> None:
+    for d in range(folders):
+        folder = root / f"d{d:04d}"
+        folder.mkdir(parents=True)
+        for f in range(files):
+            fd = os.open(folder / f"f{f:03d}.txt", os.O_WRONLY | os.O_CREAT, 0o644)
+            os.write(fd, b"x")
+            os.close(fd)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_100k_file_tree_under_watch(tmp_path: Path, relaunch: Start) -> None:
+    make_app(tmp_path)
+    made = time.monotonic()
+    _make_tree(tmp_path / "big", 1000, 100)
+    made = time.monotonic() - made
+    started = time.monotonic()
+    r = relaunch(["run", "-v", "-w", "big", "--", PY, "app.py"])
+    r.expect(r"value=1$", timeout=600)
+    first_line = time.monotonic() - started
+    wait_watching(r, 100_002, timeout=600)
+    watch_line = [line for line in r.err.lines if re.search(r"watching 1\d{5} file", line)][-1]
+    by_events = re.search(r"(\d+) folder\(s\) by inotify events", watch_line)
+    assert by_events is not None, r.output()
+    folders = int(by_events.group(1))
+    watched = time.monotonic() - started
+    print(
+        f"\n100k tree: generated in {made:.1f} s; first program line {first_line:.2f} s "
+        f"after start; watch set complete after {watched:.2f} s: {watch_line.strip()}"
+    )
+    # One OS watch per folder that holds watched files (1000 + big/ + the project).
+    assert folders <= 1003, watch_line
+    replace(tmp_path / "big" / "d0500" / "f050.txt", "y")
+    r.expect(reload_line(1, r"big/d0500/f050\.txt"), stream="err", timeout=60)
+    changed = time.monotonic()
+    replace(tmp_path / "msg.py", "VALUE = 2\n")
+    r.expect(r"value=2$", timeout=60)
+    r.expect(reload_line(2), stream="err")
+    took = time.monotonic() - changed
+    print(f"100k tree: an edit in the tree reloaded; the next reload took {took:.2f} s")
+    assert reloads(r) == 2, r.output()

@@ -1,0 +1,218 @@
+"""Processes the program starts, programs that exit in a loop or flood their output,
+and Ctrl-C: nothing may outlive relaunch, and relaunch must stay responsive."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..e2e.harness import Relaunch, pid_alive, wait_until
+from .support import PY, Start, cpu_seconds, make_app, reload_line, reloads, replace
+
+# The program starts three kinds of processes that leave its session:
+# * forked: os.fork() and os.setsid() in the child, no exec; its parent (the program) lives;
+# * session: subprocess.Popen(start_new_session=True), i.e. setsid() before exec;
+# * daemon: the classic double fork: setsid in between, the middle process exits, so the
+#   daemon is an orphan from its first moment.
+ESCAPING_APP = """\
+import os, subprocess, sys, time
+import msg
+
+forked = os.fork()
+if forked == 0:
+    os.setsid()
+    time.sleep(3600)
+    os._exit(0)
+session = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True
+)
+DAEMON = '''
+import os, sys, time
+if os.fork():
+    os._exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)
+print(f"daemon value={sys.argv[1]} pid={os.getpid()}", flush=True)
+time.sleep(3600)
+'''
+subprocess.run([sys.executable, "-c", DAEMON, str(msg.VALUE)], check=True)
+print(f"pids value={msg.VALUE} main={os.getpid()} forked={forked} session={session.pid}",
+      flush=True)
+time.sleep(3600)
+"""
+
+RESTART_MODES = {"warm": ["--restart", "warm"], "cold": ["--restart", "cold"]}
+
+
+@pytest.fixture(params=sorted(RESTART_MODES))
+def restart(request: pytest.FixtureRequest) -> list[str]:
+    return RESTART_MODES[request.param]
+
+
+@pytest.fixture
+def reported_pids() -> Iterator[list[int]]:
+    """Pids the program reported: killed at the end, whatever the test saw."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _escaped(r: Relaunch, value: int, pids: list[int]) -> list[int]:
+    """The pids of the program's run that saw ``value``: itself and its three escapees."""
+    found = r.expect(rf"pids value={value} main=(\d+) forked=(\d+) session=(\d+)")
+    daemon = r.expect(rf"daemon value={value} pid=(\d+)")
+    mine = [int(found.group(i)) for i in (1, 2, 3)] + [int(daemon.group(1))]
+    pids.extend(mine)
+    assert all(pid_alive(p) for p in mine), r.output()
+    return mine
+
+
+def _all_gone(r: Relaunch, pids: list[int], what: str) -> None:
+    try:
+        wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=15, what=what)
+    except AssertionError:
+        alive = [p for p in pids if pid_alive(p)]
+        raise AssertionError(
+            f"{what}: still alive {alive} of {pids}:\n{_describe(alive)}\n{r.output()}"
+        ) from None
+
+
+def _describe(pids: list[int]) -> str:
+    lines = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            lines.append(
+                f"  pid {pid}: ppid={int(fields[1])} pgid={int(fields[2])} sid={int(fields[3])}"
+            )
+        except OSError:
+            lines.append(f"  pid {pid}: gone")
+    return "\n".join(lines)
+
+
+def test_session_leaders_die_with_the_program_on_reload(
+    tmp_path: Path, relaunch: Start, reported_pids: list[int], restart: list[str]
+) -> None:
+    make_app(tmp_path, app=ESCAPING_APP)
+    r = relaunch(["run", *restart, "--", PY, "app.py"])
+    first = _escaped(r, 1, reported_pids)
+    replace(tmp_path / "msg.py", "VALUE = 2\n")
+    second = _escaped(r, 2, reported_pids)
+    r.expect(reload_line(1), stream="err")
+    _all_gone(r, first, "the first run's processes to be stopped by the reload")
+    r.signal(signal.SIGTERM)
+    assert r.wait() == 0, r.output()
+    _all_gone(r, second, "the second run's processes to be stopped with relaunch")
+
+
+def test_session_leaders_die_when_the_supervisor_is_killed(
+    tmp_path: Path, relaunch: Start, reported_pids: list[int], restart: list[str]
+) -> None:
+    make_app(tmp_path, app=ESCAPING_APP)
+    r = relaunch(["run", *restart, "--", PY, "app.py"])
+    _escaped(r, 1, reported_pids)
+    replace(tmp_path / "msg.py", "VALUE = 2\n")  # a warm start: the program forked by the zygote
+    second = _escaped(r, 2, reported_pids)
+    r.proc.kill()
+    r.proc.wait()
+    _all_gone(r, second, "every process of the program to die with relaunch (SIGKILL)")
+
+
+# -- a program that exits at once, again and again ---------------------------------------
+
+
+def test_program_exiting_in_a_loop_is_restarted_with_backoff(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    (tmp_path / "app.py").write_text(
+        "import time\nprint(f'run {time.monotonic():.6f}', flush=True)\n"
+    )
+    r = relaunch(["run", "--on-exit", "restart", "--", PY, "app.py"])
+    first = float(r.expect(r"^run (\d+\.\d+)$").group(1))
+    cpu_before = cpu_seconds(r.proc.pid)
+
+    def runs() -> list[float]:
+        return [float(m) for m in re.findall(r"^run (\d+\.\d+)$", r.out.text(), re.M)]
+
+    # Watch for three seconds of the program's own clock: until a run starts after that.
+    wait_until(lambda: runs()[-1] >= first + 3.0, timeout=60, what="a run 3 s after the first")
+    last = runs()[-1]
+    cpu = cpu_seconds(r.proc.pid) - cpu_before
+    window = runs()
+    in_three_seconds = sum(1 for t in window if t < first + 3.0)
+    print(
+        f"\nexit loop: {in_three_seconds} starts in the first 3 s, {len(window)} in "
+        f"{last - first:.2f} s; relaunch used {cpu:.2f} s CPU "
+        f"({100 * cpu / (last - first):.1f}% of one core)"
+    )
+    assert in_three_seconds < 20, r.output()
+    assert cpu / (last - first) < 0.25, f"relaunch used {cpu:.2f} s CPU in {last - first:.2f} s"
+    r.signal(signal.SIGTERM)
+    assert r.wait() == 0, r.output()
+
+
+# -- a program that floods its output ---------------------------------------------------------
+
+FLOOD_APP = """\
+import os, sys, time
+import msg
+print(f"flood value={msg.VALUE} pid={os.getpid()}", flush=True)
+line = ("x" * 1023 + "\\n").encode()
+err = ("e" * 511 + "\\n").encode()
+for i in range(30_000):  # 30 MB on stdout, 7.5 MB on stderr
+    os.write(1, line)
+    if i % 2 == 0:
+        os.write(2, err)
+print(f"flooded value={msg.VALUE}", flush=True)
+time.sleep(3600)
+"""
+
+
+def test_program_flooding_its_output_still_reloads_and_stops(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    make_app(tmp_path, app=FLOOD_APP)
+    r = relaunch(["run", "--", PY, "app.py"])
+    first = int(r.expect(r"^flood value=1 pid=(\d+)$").group(1))
+    replace(tmp_path / "msg.py", "VALUE = 2\n")  # while it writes
+    second = int(r.expect(r"^flood value=2 pid=(\d+)$", timeout=60).group(1))
+    r.expect(reload_line(1), stream="err", timeout=60)
+    wait_until(lambda: not pid_alive(first), what="the first run to be gone")
+    r.signal(signal.SIGTERM)  # while the second run floods
+    assert r.wait(timeout=60) == 0, r.output()[-3000:]
+    assert not pid_alive(second)
+    assert reloads(r) == 1
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------
+
+
+def test_ctrl_c_twice_kills_a_program_that_ignores_sigterm(tmp_path: Path, relaunch: Start) -> None:
+    (tmp_path / "app.py").write_text(
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "print('pid', os.getpid(), flush=True)\n"
+        "time.sleep(3600)\n"
+    )
+    # A grace period far longer than any wait below: only the second Ctrl-C can end this.
+    r = relaunch(["run", "--grace", "300", "--", PY, "app.py"])
+    child = int(r.expect(r"^pid (\d+)$").group(1))
+    # Ctrl-C at a terminal signals the whole foreground process group: relaunch's.
+    os.killpg(r.proc.pid, signal.SIGINT)
+    r.expect(r"\] stopping$", stream="err")
+    assert pid_alive(child), "the program ignores SIGTERM: it must still be running"
+    os.killpg(r.proc.pid, signal.SIGINT)
+    assert r.wait(timeout=20) == 130, r.output()
+    wait_until(lambda: not pid_alive(child), timeout=10, what="the program to be killed")
