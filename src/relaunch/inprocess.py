@@ -115,40 +115,6 @@ def reexec_argv(orig_argv: Sequence[str], executable: str) -> list[str]:
     return [executable, *orig_argv[1:]]
 
 
-class _ImportFinder:
-    """First on sys.meta_path: asks the other finders and reports each module file found.
-
-    Returns the very spec the next finder found, so imports behave as without it.
-    """
-
-    def __init__(self, report: Callable[[str], None]) -> None:
-        self.report = report
-        self.local = threading.local()
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if getattr(self.local, "busy", False):
-            return None
-        self.local.busy = True
-        try:
-            for finder in list(sys.meta_path):
-                if finder is self:
-                    continue
-                find = getattr(finder, "find_spec", None)
-                if find is None:
-                    continue
-                spec = find(name, path, target)
-                if spec is not None:
-                    if spec.has_location and isinstance(spec.origin, str):
-                        self.report(os.path.abspath(spec.origin))
-                    return spec
-            return None
-        finally:
-            self.local.busy = False
-
-    def invalidate_caches(self) -> None:
-        pass
-
-
 class Monitor:
     """Watches the program's files from inside it; calls ``on_reload(changed)`` once.
 
@@ -485,7 +451,10 @@ def start(
         _monitor = new
         extra = list(_extra)
     new.add(extra, "relaunch.watch()")
-    sys.meta_path.insert(0, _ImportFinder(lambda path: new.add([path], "imported by the program")))
+    from .run.bootstrap import ReportingFinder
+
+    finder = ReportingFinder(lambda _name, path: new.add([path], "imported by the program"))
+    sys.meta_path.insert(0, finder)
     new.start()
     log.debug("relaunch: watching this process's files for changes")
 

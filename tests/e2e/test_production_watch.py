@@ -133,7 +133,7 @@ def test_symlink_swap_is_followed_with_no_failed_request(
         (broken / "version.py").write_text('V = "r3\n')
         mark = proc.err.mark()
         _swap(current, broken)
-        proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark)
+        proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark, timeout=60)
         proc.expect(r"not reloading", stream="err", start=mark)
         since = time.monotonic()
         load.wait_served("r2", count=32)

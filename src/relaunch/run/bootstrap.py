@@ -168,8 +168,8 @@ class ReportingFinder:
     before it runs, so a module that then fails (SyntaxError) is watched too.
     """
 
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
+    def __init__(self, report: Callable[[str, str], None]) -> None:
+        self.report = report  # called with (module name, absolute file path)
         self.local = threading.local()
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
@@ -186,7 +186,7 @@ class ReportingFinder:
                 spec = find(name, path, target)
                 if spec is not None:
                     if spec.has_location and isinstance(spec.origin, str):
-                        self.channel.report_module(name, os.path.abspath(spec.origin))
+                        self.report(name, os.path.abspath(spec.origin))
                     return spec
             return None
         finally:
@@ -363,7 +363,7 @@ def install(channel: Channel, *, report_loaded: bool = True) -> None:
     # Keep this file's module alive once the program's __main__ replaces it.
     module.bootstrap = sys.modules.get("__main__")
     sys.modules[_CHANNEL_MODULE] = module
-    sys.meta_path.insert(0, ReportingFinder(channel))
+    sys.meta_path.insert(0, ReportingFinder(channel.report_module))
     if report_loaded:
         channel.report_loaded()
 

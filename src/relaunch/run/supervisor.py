@@ -139,7 +139,7 @@ class Supervisor:
         self._retiring: list[threading.Thread] = []
         self._retiring_children: list[Child] = []
         self._stopping: Child | None = None
-        self._watching = False  # the first watcher refresh is done
+        self._touched_folders: set[str] = set()  # folder events since the last refresh
         self._subreaper = False
         self._failure = Failure()
         # Every process of this run inherits the token: the guardian finds them by it.
@@ -331,6 +331,7 @@ class Supervisor:
                 continue  # __pycache__, .git, logs...: nothing relaunch reacts to
             if folder or any(is_within(f, path) for f in self.watchset.imported):
                 # A folder appeared, vanished or moved: re-walk, re-check what it held.
+                self._touched_folders.add(path)
                 self.watchset.invalidate_tree()
                 self._mark_watch_dirty()
                 relevant.extend(f for f in self.watchset.files() if is_within(f, path))
@@ -367,13 +368,17 @@ class Supervisor:
         self._watch_dirty_at = None
         files = self.watchset.files()
         self.watcher.update(self.watchset.directories() | self.strategy.watch_dirs(), files)
-        # After start-up, a file first seen by a re-walk (in a folder that just appeared)
-        # may have been written before its folder was watched: that is a change too.
-        appeared = [p for p in files if p not in self.fingerprints] if self._watching else []
-        self._watching = True
+        # Files in a folder that appeared (or came back) may have been written before the
+        # folder was watched: compare them now. Only those: re-hashing a whole tree at
+        # every refresh would cost too much.
+        folders, self._touched_folders = self._touched_folders, set()
+        appeared = [
+            p
+            for p in files
+            if any(is_within(p, folder) for folder in folders) and self.fingerprints.update(p)
+        ]
         for path in files:
             self.fingerprints.remember(path)
-        appeared = [p for p in appeared if os.path.isfile(p)]
         if appeared:
             self._changed_unseen(appeared)
         log.debug("watching %d file(s): %s", len(files), self.watcher.describe())
