@@ -133,6 +133,9 @@ class Zygote:
             if why:
                 self.send({"ev": "unsafe", "module": name, "why": why})
                 raise SystemExit(0)
+            # A child forked earlier may be exiting meanwhile: the supervisor waits for
+            # its exit report, so do not hold it until the whole preload is done.
+            self.reap()
         # Move everything loaded so far out of the collector's reach: a collection in a
         # child would otherwise touch, and so copy, every page the fork shares.
         gc.collect()
