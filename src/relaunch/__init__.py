@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,6 +34,9 @@ __version__ = "0.1.0"
 from . import watch as _watch_package  # noqa: F401
 
 log = logging.getLogger(__name__)
+
+# In-process mode compares module files' mtimes with this (relaunch.inprocess).
+_IMPORTED_NS = time.time_ns()
 
 
 def _channel() -> Any:

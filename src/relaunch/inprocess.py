@@ -132,6 +132,7 @@ class Monitor:
         poll_interval: float = 0.5,
         watcher: Watcher | None = None,
         clock: Callable[[], float] = time.monotonic,
+        loaded_after_ns: int | None = None,
         modules: Callable[[], Iterable[object]] = lambda: list(sys.modules.values()),
     ) -> None:
         from .watch.events import Watcher
@@ -147,6 +148,10 @@ class Monitor:
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.watcher = watcher or Watcher(self._on_paths, poll=poll, poll_interval=poll_interval)
         self._unwatched: set[str] = set()
+        self._unseen_changes: set[str] = set()  # changed before the monitor could compare
+        # Files modified after this time were probably modified after the program
+        # loaded them (None: no such guess).
+        self.loaded_after_ns = loaded_after_ns
         self._dirty = True
         self._modules_seen = -1
         self._next_module_check = 0.0
@@ -217,7 +222,10 @@ class Monitor:
         batch = self.settler.take(self.clock())
         if batch is None:
             return
-        changed = sorted(p for p in batch.paths if self.fingerprints.update(p))
+        changed = [p for p in batch.paths if self.fingerprints.update(p)]
+        changed += [p for p in batch.paths if p in self._unseen_changes and p not in changed]
+        self._unseen_changes.difference_update(batch.paths)
+        changed.sort()
         if changed:
             self._reload(changed)
         else:
@@ -263,11 +271,19 @@ class Monitor:
             self.settler.add(relevant, when)
 
     def _add_files(self, paths: Iterable[str], how: str) -> None:
+        stale = []
         for path in paths:
             if self.watchset.add(path, how):
                 self._unwatched.add(path)
                 self.fingerprints.remember(path)
                 self._dirty = True
+                # Modified after relaunch was imported (so, most likely, after the program
+                # loaded it, and before anything watched it): the running code is old.
+                if self.loaded_after_ns is not None and _mtime_ns(path) > self.loaded_after_ns:
+                    stale.append(path)
+        if stale:
+            self._unseen_changes.update(stale)
+            self.settler.add(stale, self.clock())
 
     def _refresh(self) -> None:
         self._dirty = False
@@ -280,9 +296,24 @@ class Monitor:
         missed = [p for p in self._unwatched if self.fingerprints.update(p)]
         self._unwatched.clear()
         if missed:
-            for path in missed:
-                self.fingerprints.forget(path)
+            # Their fingerprint already holds the new content: tell the batch directly.
+            self._unseen_changes.update(missed)
             self.settler.add(missed, self.clock())
+
+
+def relaunch_imported_ns() -> int:
+    """When the program imported relaunch: its own modules imported after that were
+    loaded after it, so a file modified since may not be what is running."""
+    import relaunch
+
+    return int(relaunch._IMPORTED_NS)
+
+
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
 
 
 # -- the process-wide monitor ----------------------------------------------------------
@@ -444,6 +475,7 @@ def start(
         settler=Settler(quiet=settings.settle / 1000, max_wait=settings.settle_max / 1000),
         poll=poll or settings.poll,
         poll_interval=interval,
+        loaded_after_ns=relaunch_imported_ns(),
     )
     with _lock:
         if _monitor is not None:
