@@ -69,15 +69,27 @@ class Lines:
         return "\n".join(self.lines)
 
 
-class Relaunch:
-    """``python -m relaunch ARGS`` in ``cwd``; stdout and stderr read separately."""
+class Proc:
+    """Any command, in its own session; stdout and stderr read separately.
 
-    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    ``unbuffered``: set PYTHONUNBUFFERED (False removes it, for tests checking ``-u``).
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        *,
+        unbuffered: bool = True,
+    ) -> None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("RELAUNCH_")}
-        full_env["PYTHONUNBUFFERED"] = "1"
+        full_env.pop("PYTHONUNBUFFERED", None)
+        if unbuffered:
+            full_env["PYTHONUNBUFFERED"] = "1"
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relaunch", *args],
+            list(argv),
             cwd=cwd,
             env=full_env,
             stdin=subprocess.DEVNULL,
@@ -119,6 +131,20 @@ class Relaunch:
 
     def output(self) -> str:
         return "--- stdout\n" + self.out.text() + "\n--- stderr\n" + self.err.text()
+
+
+class Relaunch(Proc):
+    """``[PREFIX...] python -m relaunch ARGS`` in ``cwd``."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        *,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        super().__init__([*prefix, sys.executable, "-m", "relaunch", *args], cwd, env)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT, what: str = "") -> None:

@@ -6,9 +6,7 @@ wait is for a line, a response or a process state, and is bounded.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -19,56 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from .harness import TIMEOUT, Lines, Relaunch, wait_until, write
+from .harness import TIMEOUT, Proc, Relaunch, wait_until, write
 
 PY = sys.executable
 BIN = Path(sys.executable).parent
 Start = Callable[..., Relaunch]
-
-
-class Proc:
-    """Any command, in its own session; stdout and stderr read separately."""
-
-    def __init__(self, argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("RELAUNCH_")}
-        full_env.pop("PYTHONUNBUFFERED", None)  # some tests check that -u is what unbuffers
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        self.out = Lines(self.proc.stdout)
-        self.err = Lines(self.proc.stderr)
-
-    def expect(
-        self, pattern: str, *, stream: str = "out", start: int = 0, timeout: float = TIMEOUT
-    ) -> re.Match[str]:
-        lines = self.out if stream == "out" else self.err
-        try:
-            return lines.wait_for(pattern, start=start, timeout=timeout)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{self.output()}") from None
-
-    def output(self) -> str:
-        return "--- stdout\n" + self.out.text() + "\n--- stderr\n" + self.err.text()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # everything it started
-        except OSError:
-            pass
-        self.proc.wait()
 
 
 @pytest.fixture
@@ -76,7 +29,8 @@ def run(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     started: list[Proc] = []
 
     def start(argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None):
-        proc = Proc(argv, cwd or tmp_path, env)
+        # Unbuffered only if the test asks: some check that -u is what unbuffers.
+        proc = Proc(argv, cwd or tmp_path, env, unbuffered=False)
         started.append(proc)
         return proc
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..e2e.harness import Lines, Relaunch, wait_until
+from ..e2e.harness import Relaunch, wait_until
 
 PY = sys.executable
 
@@ -76,33 +75,6 @@ def no_traceback_of_relaunch(r: Relaunch) -> None:
     text = r.err.text()
     assert "Exception in thread" not in text, r.output()
     assert not re.search(r'File ".*/relaunch/(watch|run/supervisor|run/child)', text), r.output()
-
-
-class PrefixedRelaunch(Relaunch):
-    """``PREFIX... python -m relaunch ARGS``: relaunch itself run under a wrapper
-    (``setpriv`` to drop capabilities). Same streams and clean-up as Relaunch."""
-
-    def __init__(
-        self,
-        prefix: Sequence[str],
-        args: Sequence[str],
-        cwd: Path,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("RELAUNCH_")}
-        full_env["PYTHONUNBUFFERED"] = "1"
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            [*prefix, PY, "-m", "relaunch", *args],
-            cwd=cwd,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        self.out = Lines(self.proc.stdout)
-        self.err = Lines(self.proc.stderr)
 
 
 # -- figures of a running process (Linux /proc) -------------------------------------------

@@ -15,7 +15,6 @@ import pytest
 from ..e2e.harness import Relaunch, write
 from .support import (
     PY,
-    PrefixedRelaunch,
     Start,
     make_app,
     no_traceback_of_relaunch,
@@ -118,7 +117,7 @@ def test_folder_of_watched_module_made_unreadable_mid_run(
     (pkg / "__init__.py").write_text("")
     (pkg / "mod.py").write_text("VALUE = 1\n")
     (tmp_path / "app.py").write_text(PKG_APP)
-    r = PrefixedRelaunch(prefix, ["run", "-v", "--", PY, "app.py"], tmp_path)
+    r = Relaunch(["run", "-v", "--", PY, "app.py"], tmp_path, prefix=prefix)
     started.append(r)
     r.expect(r"start value=1$")
     wait_watching(r, 3)
@@ -148,7 +147,7 @@ def test_unreadable_folder_inside_watch_tree(
     (data / "sub").mkdir(parents=True)
     (data / "sub" / "inner.txt").write_text("1")
     (data / "top.txt").write_text("1")
-    r = PrefixedRelaunch(prefix, ["run", "-v", "-w", "data", "--", PY, "app.py"], tmp_path)
+    r = Relaunch(["run", "-v", "-w", "data", "--", PY, "app.py"], tmp_path, prefix=prefix)
     started.append(r)
     r.expect(r"value=1$")
     wait_watching(r, 4)
