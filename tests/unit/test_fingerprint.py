@@ -165,14 +165,3 @@ def test_remember_compares_against_the_existing_baseline(tmp_path: Path) -> None
     # the baseline (1 s) is what is compared, not the file's current mtime
     assert prints.remember(path, loaded_mtime_ns=1_000_000_000) is False
     assert prints.remember(path, loaded_mtime_ns=2_000_000_000) is True
-
-
-def test_forget(tmp_path: Path) -> None:
-    f = tmp_path / "a.py"
-    f.write_text("x")
-    prints = Fingerprints()
-    prints.update(str(f))
-    prints.forget(str(f))
-    assert str(f) not in prints
-    assert prints.update(str(f)) is True
-    prints.forget(str(tmp_path / "never-seen"))  # no error

@@ -43,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import oslayer
 from ..command import Command
 from ..preflight import MARKER, PreflightResult, describe_failure, run_probe
 from ..production import procs
@@ -156,12 +157,12 @@ class _Server:
         old = procs.children(self.master)
         os.kill(self.master, signal.SIGHUP)
         rollover = procs.watch_rollover(
-            lambda: procs.children(self.master) if procs.alive(self.master) else set(),
+            lambda: procs.children(self.master) if oslayer.process_alive(self.master) else set(),
             old,
             self.info.workers,
             self.info.reload_timeout,
         )
-        if not procs.alive(self.master):
+        if not oslayer.process_alive(self.master):
             return "HUP sent, but gunicorn stopped during the reload"
         if rollover is None:
             return "HUP sent; the workers did not all roll over in time"
@@ -202,12 +203,12 @@ class _Server:
             return procs.children(old_master) - {new_master} | procs.children(new_master)
 
         def new_ready() -> bool:
-            return not procs.alive(new_master) or len(procs.children(new_master)) >= (
+            return not oslayer.process_alive(new_master) or len(procs.children(new_master)) >= (
                 self.info.workers
             )
 
         procs.wait_for(new_ready, self.info.reload_timeout)
-        if not procs.alive(new_master):
+        if not oslayer.process_alive(new_master):
             return NotReloaded(
                 "the re-executed gunicorn master failed to start; still serving the "
                 "previous version"
@@ -220,7 +221,7 @@ class _Server:
         rollover = procs.watch_rollover(
             workers, rollover_old, self.info.workers, self.info.reload_timeout
         )
-        procs.wait_for(lambda: not procs.alive(old_master), self.info.reload_timeout)
+        procs.wait_for(lambda: not oslayer.process_alive(old_master), self.info.reload_timeout)
         self.master = new_master
         # Any signal wakes the new master's loop, which then sees its parent is gone and
         # promotes itself; WINCH is ignored by a master that is not daemonized.
@@ -272,7 +273,7 @@ class GunicornDriver(Driver):
         if child.pid is None:
             return None
         master = self._masters.get(child, child.pid)
-        if not procs.alive(master):
+        if not oslayer.process_alive(master):
             return None  # gone: let the supervisor start it again
         result = self.probe(load=self.preflight)
         if not result.ok:

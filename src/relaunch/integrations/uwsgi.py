@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .. import oslayer
 from ..command import Command
 from ..preflight import AppSpec, describe_failure, run_preflight
 from ..production import procs
@@ -196,7 +197,7 @@ class UwsgiDriver(Driver):
 
     def reload(self, child: Child, changed: Sequence[str]) -> str | None:
         master = child.pid
-        if master is None or not self.options.master or not procs.alive(master):
+        if master is None or not self.options.master or not oslayer.process_alive(master):
             return None
         failed = self._preflight()
         if failed is not None:
@@ -216,7 +217,7 @@ class UwsgiDriver(Driver):
             if procs.wait_for(started, 2.5):
                 break
         rollover = procs.watch_rollover(
-            lambda: procs.children(master) if procs.alive(master) else set(),
+            lambda: procs.children(master) if oslayer.process_alive(master) else set(),
             old,
             self.options.processes,
             timeout=120.0,

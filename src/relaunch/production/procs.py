@@ -15,11 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import oslayer
-
 __all__ = [
     "Rollover",
-    "alive",
     "children",
     "current_program",
     "follow_program",
@@ -38,11 +35,6 @@ def _stat_fields(pid: int) -> list[str] | None:
         return None
     # The command name may hold spaces and parentheses: split after the last ')'.
     return data.rsplit(")", 1)[1].split()
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as gone)."""
-    return oslayer.process_alive(pid)
 
 
 def children(pid: int) -> set[int]:

@@ -90,6 +90,3 @@ class Fingerprints:
             # went, or a folder, is not).
             return new is not None
         return changed(old, new)
-
-    def forget(self, path: str) -> None:
-        self._known.pop(path, None)
