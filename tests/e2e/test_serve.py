@@ -333,3 +333,108 @@ def test_port_in_use_is_a_clear_error(site: Path) -> None:
 def test_no_browser_reload_leaves_pages_alone(site: Path, relaunch: Start) -> None:
     _r, port = serve(relaunch, site, "--no-browser-reload")
     assert "relaunch live reload" not in wait_body(port, "<h1>one</h1>")
+
+
+TORNADO_APP = """\
+import asyncio
+import msg
+import tornado.web
+
+class Page(tornado.web.RequestHandler):
+    async def get(self):
+        if self.request.path == "/slow":
+            await asyncio.sleep(1.0)
+        self.write(f"<html><body><h1>{msg.VALUE}</h1></body></html>")
+
+# debug=True turns tornado's own autoreload on: under relaunch serve it must stay idle.
+app = tornado.web.Application([(r"/.*", Page)], debug=True, compress_response=True)
+"""
+
+
+def poll_until_stopped(port: int, stop: threading.Event, failures: list[str]) -> int:
+    """GET / in a loop until ``stop``; every refused or failed request goes to ``failures``."""
+    served = 0
+    deadline = time.monotonic() + 120
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            status, _ = get(port)
+            if status != 200:
+                failures.append(f"status {status}")
+            served += 1
+        except OSError as exc:
+            failures.append(repr(exc))
+        time.sleep(0.002)
+    return served
+
+
+def test_tornado_app_is_served_on_the_held_socket(tmp_path: Path, relaunch: Start) -> None:
+    pytest.importorskip("tornado")
+    (tmp_path / "main.py").write_text(TORNADO_APP)
+    (tmp_path / "msg.py").write_text("VALUE = 'one'\n")
+    port = free_port()
+    r = relaunch(["serve", "main:app", "--port", str(port), "-v"], tmp_path)
+    r.expect(r"serving main:app \(TORNADO app\) with tornado's HTTPServer", stream="err")
+    body = wait_body(port, "<h1>one</h1>")
+    assert "relaunch live reload" in body and body.endswith("</body></html>")
+
+    # A request in flight finishes on the old code while the new code takes over.
+    result: list[tuple[int, str]] = []
+    slow = threading.Thread(target=lambda: result.append(get(port, "/slow")))
+    slow.start()
+    time.sleep(0.3)
+    write(tmp_path / "msg.py", "VALUE = 'two'\n")
+    slow.join(timeout=30)
+    assert result and result[0][0] == 200 and "<h1>one</h1>" in result[0][1]
+    wait_body(port, "<h1>two</h1>")
+
+    # No client is refused while it reloads.
+    failures: list[str] = []
+    stop = threading.Event()
+    served: list[int] = []
+    poller = threading.Thread(
+        target=lambda: served.append(poll_until_stopped(port, stop, failures))
+    )
+    poller.start()
+    try:
+        for n in range(3, 9):
+            write(tmp_path / "msg.py", f"VALUE = 'v{n}'\n")
+            wait_body(port, f"<h1>v{n}</h1>")
+    finally:
+        stop.set()
+        poller.join()
+    assert failures == [] and served[0] > 10
+    # tornado's own reloader never re-executed the process behind relaunch's back.
+    assert r.err.count("reload #") == 7
+
+
+FLASK_APP = """\
+from flask import Flask, render_template
+import msg
+
+app = Flask(__name__)
+
+@app.route("/")
+def index():
+    return render_template("index.html", value=msg.VALUE)
+"""
+
+
+def test_flask_app_under_serve(tmp_path: Path, relaunch: Start) -> None:
+    pytest.importorskip("flask")
+    (tmp_path / "app.py").write_text(FLASK_APP)
+    (tmp_path / "msg.py").write_text("VALUE = 'one'\n")
+    (tmp_path / "templates").mkdir()
+    template = tmp_path / "templates" / "index.html"
+    template.write_text("<html><body><h1>{{ value }}</h1></body></html>")
+    port = free_port()
+    r = relaunch(["serve", "app:app", "--port", str(port), "-w", "templates", "-v"], tmp_path)
+    r.expect(r"serving app:app \(WSGI app\) with waitress", stream="err")
+    body = wait_body(port, "<h1>one</h1>")
+    assert "relaunch live reload" in body
+    write(tmp_path / "msg.py", "VALUE = 'two'\n")
+    wait_body(port, "<h1>two</h1>")
+    restarts = r.err.count("reload #")
+    # A template edit shows without a restart (Flask's template auto-reload is on).
+    write(template, "<html><body><h2>{{ value }}</h2></body></html>")
+    wait_body(port, "<h2>two</h2>")
+    assert r.err.count("reload #") == restarts

@@ -3,8 +3,9 @@
 Started by the supervisor as ``python -m relaunch.serve.worker APP --fd N ...``
 through relaunch's bootstrap, so the app's imports are watched like any program's.
 WSGI apps are served by waitress (threads, pure Python, every OS); ASGI apps by
-uvicorn. Both serve the listening socket the supervisor bound once and keeps open,
-so while this process restarts, new connections wait in the socket's backlog.
+uvicorn; tornado apps by tornado's own HTTPServer (:mod:`.tornado_app`). All serve
+the listening socket the supervisor bound once and keeps open, so while this process
+restarts, new connections wait in the socket's backlog.
 
 On SIGTERM it stops accepting (the supervisor's copy of the socket stays open),
 finishes the requests in flight, closes idle keep-alive connections, and exits.
@@ -63,14 +64,20 @@ def load_app(spec: str) -> Any:
             continue
         if call:
             obj = obj()
-        if not callable(obj):
+        if not callable(obj) and app_kind(obj) != "tornado":
             raise AppError(f"{spec} is not callable")
         return obj
     raise AppError(f"module {target!r} has no attribute {' or '.join(map(repr, names))}")
 
 
 def app_kind(app: Any) -> str:
-    """ "asgi" or "wsgi", from the call signature: (scope, receive, send) is ASGI."""
+    """ "tornado" for a tornado application (an ``HTTPServerConnectionDelegate``), else
+    "asgi" or "wsgi" from the call signature: (scope, receive, send) is ASGI."""
+    if "tornado.httputil" in sys.modules:  # only a program that imported tornado has one
+        from .tornado_app import is_tornado_app
+
+        if is_tornado_app(app):
+            return "tornado"
     call = app if inspect.isfunction(app) or inspect.ismethod(app) else type(app).__call__
     if inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(app):
         return "asgi"
@@ -174,6 +181,20 @@ def _prepare(app: Any) -> None:
         jinja_env.auto_reload = True
 
 
+def _with_live_reload(app: Any, kind: str, snippet: bytes) -> Any:
+    if kind == "asgi":
+        return ASGIInjector(app, snippet)
+    if kind == "wsgi":
+        return WSGIInjector(app, snippet)
+    transforms = getattr(app, "transforms", None)  # a tornado Application
+    if isinstance(transforms, list):
+        from .tornado_app import live_reload_transform
+
+        # First, so that it sees the page before tornado's gzip transform compresses it.
+        transforms.insert(0, live_reload_transform(snippet))
+    return app
+
+
 def _fork_workers(count: int) -> list[int]:
     """Pre-fork ``count - 1`` more processes sharing the socket; returns their pids in the
     first process, an empty list in the others."""
@@ -203,13 +224,20 @@ def main(argv: list[str] | None = None) -> None:
     kind = app_kind(app)
     if args.live_reload:
         port, _, token = args.live_reload.partition(":")
-        snippet = script(int(port), token)
-        app = ASGIInjector(app, snippet) if kind == "asgi" else WSGIInjector(app, snippet)
-    server = "uvicorn" if kind == "asgi" else f"waitress, {args.threads} threads"
+        app = _with_live_reload(app, kind, script(int(port), token))
+    server = {
+        "asgi": "uvicorn",
+        "tornado": "tornado's HTTPServer",
+        "wsgi": f"waitress, {args.threads} threads",
+    }[kind]
     workers = f", {args.workers} processes" if args.workers > 1 else ""
     log.info("serving %s (%s app) with %s%s", args.app, kind.upper(), server, workers)
     children = _fork_workers(args.workers)
-    if kind == "asgi":
+    if kind == "tornado":
+        from . import tornado_app
+
+        tornado_app.serve(app, sock, _notify_ready, FRESH_WAIT)
+    elif kind == "asgi":
         serve_asgi(app, sock)
     else:
         serve_wsgi(app, sock, threads=args.threads)

@@ -22,14 +22,15 @@ __all__ = ["HELP", "NAME", "bind", "configure", "main"]
 log = logging.getLogger("relaunch")
 
 NAME = "serve"
-HELP = "serve a WSGI or ASGI app, reload it on change, refresh the browser"
+HELP = "serve a WSGI, ASGI or tornado app, reload it on change, refresh the browser"
 
 DESCRIPTION = """\
 Serve APP and reload it whenever its code changes.
 
 APP is module:attr, path/to/file.py:attr, or a factory module:create_app(); without
 :attr, the module's `app` or `application`. WSGI apps are served by waitress (threads),
-ASGI apps by uvicorn (pip install uvicorn); which one is detected and said in the log.
+ASGI apps by uvicorn (pip install uvicorn), tornado Applications by tornado's own
+HTTPServer; which one is detected and said in the log.
 
 relaunch binds the socket once and keeps it open across reloads: during a reload new
 connections wait instead of being refused. If the new code fails, the error page is
@@ -52,7 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.epilog = EXAMPLES
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("app", metavar="APP", help="the WSGI or ASGI app, e.g. myapp:app")
+    parser.add_argument("app", metavar="APP", help="the WSGI, ASGI or tornado app, e.g. myapp:app")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
     parser.add_argument(

@@ -1,0 +1,161 @@
+"""Serve a tornado ``Application`` on the held socket, for ``relaunch serve``.
+
+A tornado app is neither WSGI nor ASGI: it is an ``HTTPServerConnectionDelegate``
+that tornado's own ``HTTPServer`` drives. This runs that server on the socket the
+supervisor holds, so while the process restarts new connections wait in the backlog
+instead of being refused (tornado's own autoreload closes the socket and re-executes).
+
+On SIGTERM it stops accepting, lets requests in flight finish, closes idle keep-alive
+connections and exits, like the WSGI and ASGI servers. Live reload is a tornado
+``OutputTransform`` that puts the script into complete, uncompressed HTML pages.
+
+Only imported when the app is a tornado app, so tornado is imported only then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tornado import httputil
+from tornado.httpserver import HTTPServer
+from tornado.web import OutputTransform
+
+from .inject import MAX_BODY, inject
+
+__all__ = ["is_tornado_app", "live_reload_transform", "serve"]
+
+
+def is_tornado_app(app: Any) -> bool:
+    return isinstance(app, httputil.HTTPServerConnectionDelegate)
+
+
+def live_reload_transform(snippet: bytes) -> type[OutputTransform]:
+    """An output transform class that injects ``snippet`` into whole HTML responses."""
+
+    class LiveReload(OutputTransform):
+        def transform_first_chunk(
+            self,
+            status_code: int,
+            headers: httputil.HTTPHeaders,
+            chunk: bytes,
+            finishing: bool,
+        ) -> tuple[int, httputil.HTTPHeaders, bytes]:
+            ctype = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+            encoded = headers.get("Content-Encoding", "identity").strip().lower()
+            # Only a response written in one piece (finish() with the whole body) has a
+            # length we can correct; streamed (flushed) pages pass through.
+            if (
+                finishing
+                and ctype == "text/html"
+                and encoded in ("", "identity")
+                and len(chunk) <= MAX_BODY
+                and "Content-Length" in headers
+            ):
+                chunk = inject(chunk, snippet)
+                headers["Content-Length"] = str(len(chunk))
+            return status_code, headers, chunk
+
+    return LiveReload
+
+
+class _Tracker(httputil.HTTPServerConnectionDelegate):
+    """Wraps the app to know which connections are in the middle of a request.
+
+    tornado asks for a request delegate as soon as a connection is ready to read a
+    request, so "asked" is not "busy": a connection is busy from its request's headers
+    until tornado asks for the next request (after the response is written)."""
+
+    def __init__(self, app: httputil.HTTPServerConnectionDelegate) -> None:
+        self.app = app
+        self.busy: dict[object, bool] = {}
+        self.served: set[object] = set()
+        self.opened: dict[object, float] = {}
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        self.busy[server_conn] = False
+        self.opened.setdefault(server_conn, time.monotonic())
+        inner = self.app.start_request(server_conn, request_conn)
+
+        def began() -> None:
+            self.busy[server_conn] = True
+            self.served.add(server_conn)
+
+        return _Request(inner, began)
+
+    def on_close(self, server_conn: object) -> None:
+        self.busy.pop(server_conn, None)
+        self.served.discard(server_conn)
+        self.opened.pop(server_conn, None)
+        self.app.on_close(server_conn)
+
+
+class _Request(httputil.HTTPMessageDelegate):
+    def __init__(self, inner: httputil.HTTPMessageDelegate, began: Callable[[], None]) -> None:
+        self.inner = inner
+        self.began = began
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Any:
+        self.began()
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Any:
+        return self.inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self.inner.finish()
+
+    def on_connection_close(self) -> None:
+        self.inner.on_connection_close()
+
+
+async def _serve(
+    app: httputil.HTTPServerConnectionDelegate,
+    sock: socket.socket,
+    ready: Callable[[], None],
+    fresh_wait: float,
+) -> None:
+    tracker = _Tracker(app)
+    server = HTTPServer(tracker)
+    server.add_sockets([sock])
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    ready()
+    await stop.wait()
+    # Stop accepting (this closes only this process's copy of the socket: the
+    # supervisor's keeps the backlog for the next process), then let requests in flight
+    # finish; close idle keep-alive connections, and give one accepted just now a moment
+    # to send its request.
+    server.stop()
+    stopped_at = time.monotonic()
+    connections: set[Any] = server._connections  # tornado keeps no public list
+    while connections:
+        for conn in list(connections):
+            if tracker.busy.get(conn, False):
+                continue
+            fresh = conn not in tracker.served
+            if not fresh or time.monotonic() - stopped_at > fresh_wait:
+                conn.stream.close()
+        await asyncio.sleep(0.02)
+
+
+def serve(app: Any, sock: socket.socket, ready: Callable[[], None], fresh_wait: float) -> None:
+    """Serve the tornado ``app`` on ``sock`` until SIGTERM, then drain and return.
+
+    A fresh event loop is used: an ``Application(debug=True)`` built at import time
+    registered tornado's own poller on another loop, where it never runs, so tornado
+    does not re-execute the process behind relaunch's back. Access lines are left out,
+    as with the other servers; failed requests (4xx, 5xx) are still logged."""
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    asyncio.run(_serve(app, sock, ready, fresh_wait))
