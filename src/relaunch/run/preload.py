@@ -25,19 +25,26 @@ def preload_candidates(
     installed: Callable[[str], bool],
     deny: Collection[str] = (),
     already: Collection[str] = (),
+    main: str | None = None,
 ) -> list[str]:
     """Module names to import in the zygote, in the order the program imported them.
 
     ``modules`` are (name, file) pairs the program reported; ``installed(file)`` says
     the file belongs to the standard library or an installed package (and is not
-    watched); ``already`` are names the zygote has.
+    watched); ``already`` are names the zygote has. ``main`` is the module the program
+    runs with ``-m``: runpy executes it as ``__main__`` and must not find it imported
+    (when it is a package, its ``__main__`` must not be imported; the package may).
     """
     seen: set[str] = set(already)
+    if main:
+        seen.add(f"{main}.__main__")
     out: list[str] = []
     for name, path in modules:
         if name in seen or name == "__main__" or name.startswith("_relaunch"):
             continue
         seen.add(name)
+        if name == main and os.path.basename(path) != "__init__.py":
+            continue
         if not installed(path) or _denied(name, deny):
             continue
         out.append(name)

@@ -243,8 +243,9 @@ class Warm(Cold):
         if zygote is not None and not zygote.ready:
             return  # busy; its "loaded" answer calls back here
         already = zygote.modules if zygote is not None else ()
+        main = self.python.target if self.python.mode == "module" else None
         names = preload_candidates(
-            self.modules, installed=self._installed, deny=self.deny, already=already
+            self.modules, installed=self._installed, deny=self.deny, already=already, main=main
         )
         paths = dict(self.modules)
         for name in names:
