@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .. import oslayer
@@ -44,6 +44,7 @@ from ..watch.watchset import WatchSet, is_within
 from . import ipc
 from .child import Child, Guardian, interpreter_info
 from .drivers import Driver, NotReloaded
+from .releases import ReleaseLinks
 from .warm import Cold, Warm
 
 __all__ = ["RELAUNCH_DIR", "Supervisor"]
@@ -110,7 +111,12 @@ class Supervisor:
         driver: Driver | None = None,
         frontend: ServeFrontEnd | None = None,
         pass_fds: tuple[int, ...] = (),
+        releases: ReleaseLinks | None = None,
+        fresh_watchset: Callable[[], WatchSet | None] | None = None,
     ) -> None:
+        """``releases``: the symlinks on the way to the working folder; when a deploy
+        swaps one, relaunch moves into the new release, takes a new watch set from
+        ``fresh_watchset()`` (made from there) and restarts the program."""
         self.command = command
         self.watchset = watchset
         self.grace = grace
@@ -136,6 +142,9 @@ class Supervisor:
         self.driver = driver or Driver()
         self.frontend = frontend
         self.pass_fds = pass_fds
+        self.releases = releases
+        self.fresh_watchset = fresh_watchset
+        self._release_generation = 0  # programs started before it ran the old release
         self._retiring: list[threading.Thread] = []
         self._retiring_children: list[Child] = []
         self._stopping: Child | None = None
@@ -313,6 +322,11 @@ class Supervisor:
         self.strategy.paths_changed(paths)
         relevant: list[str] = []
         for path in paths:
+            if self.releases is not None and path in self.releases.targets:
+                swap = self.releases.swapped(path)
+                if swap is not None:
+                    self._release_switched(path, swap[1])
+                continue
             if path == OVERFLOW:
                 log.warning("the OS dropped file events: checking every watched file")
                 relevant.extend(self.watchset.files())
@@ -343,6 +357,23 @@ class Supervisor:
         if relevant:
             self.settler.add(relevant, when)
 
+    def _release_switched(self, link: str, target: str) -> None:
+        """A deploy pointed ``link`` at another release: run from there from now on."""
+        assert self.releases is not None
+        log.info("%s now points to %s", link, target)
+        try:
+            os.chdir(self.releases.cwd)  # through the link: into the new release
+        except OSError as exc:
+            log.error("cannot change into %s: %s", self.releases.cwd, exc)
+            return
+        fresh = self.fresh_watchset() if self.fresh_watchset is not None else None
+        if fresh is not None:
+            self.watchset.adopt(fresh)
+            self._release_generation = self.generation + 1
+        self.strategy.release_switched()
+        self._refresh_watcher()
+        self._changed_unseen([link])
+
     def _add_files(self, files: Iterable[tuple[str, int | None]], how: str) -> None:
         """Add files the program depends on; each with the mtime it saw, when known."""
         added = False
@@ -367,7 +398,10 @@ class Supervisor:
     def _refresh_watcher(self) -> None:
         self._watch_dirty_at = None
         files = self.watchset.files()
-        self.watcher.update(self.watchset.directories() | self.strategy.watch_dirs(), files)
+        dirs = self.watchset.directories() | self.strategy.watch_dirs()
+        if self.releases is not None:
+            dirs |= self.releases.folders()
+        self.watcher.update(dirs, files)
         # Files in a folder that appeared (or came back) may have been written before the
         # folder was watched: compare them now. Only those: re-hashing a whole tree at
         # every refresh would cost too much.
@@ -403,6 +437,8 @@ class Supervisor:
 
     def _on_message(self, generation: int, message: ipc.Message) -> None:
         current = generation == self.generation
+        if generation < self._release_generation and message.kind in ("mods", "watch", "failed"):
+            return  # files of the release the program no longer runs from
         if message.kind == "mods":
             if current:
                 self.strategy.child_modules(message.modules, time.monotonic())

@@ -61,6 +61,9 @@ class Cold:
     def paths_changed(self, paths: Iterable[str]) -> None:
         pass
 
+    def release_switched(self) -> None:
+        """The program now runs from another folder (a deploy swapped a symlink)."""
+
     def zygote_event(self, zygote: Any, message: dict[str, Any]) -> None:
         pass
 
@@ -268,6 +271,12 @@ class Warm(Cold):
             self.zygote.preload(names)
         elif names:
             zygote.preload(names)
+
+    def release_switched(self) -> None:
+        # The zygote's working folder and sys.path are the old release's.
+        if self.zygote is not None:
+            log.info("rebuilding the warm-start process for the new release")
+        self._discard()
 
     def _discard(self) -> None:
         self._baseline = {}

@@ -12,6 +12,7 @@ from .. import oslayer
 from ..command import Command, resolve
 from ..config import OPTIONS, ConfigError, Settings, load
 from ..run.child import interpreter_info
+from ..run.releases import ReleaseLinks, logical_cwd
 from ..watch.rules import GitIgnore, Glob, IgnoreRules
 from ..watch.watchset import WatchEntry, WatchSet
 from .common import add_noise_options, add_settings_options
@@ -124,6 +125,28 @@ def resolve_restart(choice: str, command: Command) -> str:
     return choice
 
 
+def follow_releases(values: dict[str, Any], command: Command) -> dict[str, Any]:
+    """Supervisor arguments to follow a deploy's symlink swaps (``cd /srv/app/current``
+    with ``current -> releases/42``); none when the working folder has no link above it.
+
+    ``values`` are the command line's option values: after a swap they are read again
+    from the new release (its pyproject.toml, relative ``--watch`` paths)."""
+    releases = ReleaseLinks(logical_cwd())
+    if not releases:
+        return {}
+
+    def fresh_watchset() -> WatchSet | None:
+        cwd = os.getcwd()
+        try:
+            return build_watchset(load(values, cwd=cwd), command, cwd)
+        except ConfigError as exc:
+            log.error("in the new release: %s; keeping the previous watch list", exc)
+            return None
+
+    log.debug("following symlinked releases: %s", ", ".join(sorted(releases.targets)))
+    return {"releases": releases, "fresh_watchset": fresh_watchset}
+
+
 def make_supervisor(
     command: Command, watchset: WatchSet, settings: Settings, **extra: Any
 ) -> Supervisor:
@@ -148,7 +171,8 @@ def make_supervisor(
 
 def main(args: argparse.Namespace) -> int:
     cwd = os.getcwd()
-    settings = load({option.name: getattr(args, option.name) for option in OPTIONS}, cwd=cwd)
+    values = {option.name: getattr(args, option.name) for option in OPTIONS}
+    settings = load(values, cwd=cwd)
     argv = list(args.command)
     if argv[:1] == ["--"]:
         argv = argv[1:]
@@ -163,7 +187,9 @@ def main(args: argparse.Namespace) -> int:
     driver = driver_for(
         command, preflight=settings.preflight, preflight_timeout=settings.preflight_timeout
     )
-    supervisor = make_supervisor(command, watchset, settings, driver=driver)
+    supervisor = make_supervisor(
+        command, watchset, settings, driver=driver, **follow_releases(values, command)
+    )
     if command.is_python:
         mode = f"Python program, watching its imports, {supervisor.restart_mode} restarts"
     else:

@@ -15,7 +15,7 @@ from ..config import OPTIONS, ConfigError, load
 from ..serve.frontend import ServeFrontEnd
 from ..serve.livereload import LiveReload
 from .common import add_noise_options, add_settings_options
-from .run import build_watchset, make_supervisor
+from .run import build_watchset, follow_releases, make_supervisor
 
 __all__ = ["HELP", "NAME", "bind", "configure", "main"]
 
@@ -108,7 +108,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 def main(args: argparse.Namespace) -> int:
     cwd = os.getcwd()
-    settings = load({option.name: getattr(args, option.name) for option in OPTIONS}, cwd=cwd)
+    values = {option.name: getattr(args, option.name) for option in OPTIONS}
+    settings = load(values, cwd=cwd)
     if args.workers < 1 or args.threads < 1:
         raise ConfigError("--workers and --threads must be at least 1")
     if not 0 <= args.port <= 65535:
@@ -152,7 +153,12 @@ def main(args: argparse.Namespace) -> int:
 
     frontend = ServeFrontEnd(sock, livereload)
     supervisor = make_supervisor(
-        command, watchset, settings, frontend=frontend, pass_fds=(sock.fileno(),)
+        command,
+        watchset,
+        settings,
+        frontend=frontend,
+        pass_fds=(sock.fileno(),),
+        **follow_releases(values, command),
     )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     log.info("serving %s on http://%s:%d/ ; Enter reloads, Ctrl-C stops", args.app, shown, port)

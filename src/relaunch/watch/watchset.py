@@ -117,6 +117,15 @@ class WatchSet:
         self.imported[path] = how
         return True
 
+    def adopt(self, other: WatchSet) -> None:
+        """Start over from ``other``'s ``--watch`` entries and rules (a deploy switched the
+        release the program runs from): files the old program imported are forgotten,
+        the new one reports its own."""
+        self.entries = other.entries
+        self.rules = other.rules
+        self.imported.clear()
+        self._tree = None
+
     def decide(self, path: str, *, is_dir: bool = False, candidate: str | None = None) -> Decision:
         """Whether ``path`` is watched, and the rule that decided it.
 
