@@ -243,3 +243,59 @@ def test_100k_file_tree_under_watch(tmp_path: Path, relaunch: Start) -> None:
     took = time.monotonic() - changed
     print(f"100k tree: an edit in the tree reloaded; the next reload took {took:.2f} s")
     assert reloads(r) == 2, r.output()
+
+
+# -- the OS watch limit, for real ---------------------------------------------------------
+
+# A user namespace has its own inotify limit (/proc/sys/user/max_inotify_watches, Linux
+# 4.9+), which its root may lower: the limit is really hit, without touching the
+# machine's own setting that other tests share.
+LOW_LIMIT = 12
+IN_LOW_LIMIT = [
+    "unshare",
+    "--user",
+    "--map-root-user",
+    "sh",
+    "-c",
+    f'echo {LOW_LIMIT} > /proc/sys/user/max_inotify_watches && exec "$@"',
+    "sh",
+]
+
+
+def _low_limit_available() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        [*IN_LOW_LIMIT, "cat", "/proc/sys/user/max_inotify_watches"],
+        capture_output=True,
+        text=True,
+    )
+    return probe.returncode == 0 and probe.stdout.strip() == str(LOW_LIMIT)
+
+
+def test_os_watch_limit_really_exhausted_falls_back_to_polling(tmp_path: Path) -> None:
+    if not _low_limit_available():
+        pytest.skip("cannot lower the inotify limit here (needs unprivileged user namespaces)")
+    make_app(tmp_path)
+    tree = tmp_path / "tree"
+    for n in range(3 * LOW_LIMIT):
+        (tree / f"d{n:02d}").mkdir(parents=True)
+        (tree / f"d{n:02d}" / "data.txt").write_text("1")
+    r = Relaunch(
+        ["run", "-v", "-w", "tree", "--poll-interval", "0.1", "--", PY, "app.py"],
+        tmp_path,
+        prefix=IN_LOW_LIMIT,
+    )
+    try:
+        r.expect(r"value=1$")
+        r.expect(r"limit on watched folders was reached: polling \d+ folder", stream="err")
+        # Changes are seen in every folder: those watched by events and those polled.
+        for number, folder in enumerate(("d00", f"d{3 * LOW_LIMIT - 1:02d}"), start=1):
+            replace(tree / folder / "data.txt", f"{number + 1}")
+            r.expect(reload_line(number, rf"tree/{folder}/data\.txt"), stream="err")
+        replace(tmp_path / "msg.py", "VALUE = 2\n")
+        r.expect(r"value=2$")
+        assert r.proc.poll() is None, r.output()
+        no_traceback_of_relaunch(r)
+    finally:
+        r.close()
