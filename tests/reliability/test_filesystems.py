@@ -245,6 +245,26 @@ def test_100k_file_tree_under_watch(tmp_path: Path, relaunch: Start) -> None:
     assert reloads(r) == 2, r.output()
 
 
+TREE_READER = """\
+import time
+print("config=" + open("big/d0010/f005.txt").read(), flush=True)
+time.sleep(3600)
+"""
+
+
+def test_edit_while_a_big_tree_is_being_read_is_not_lost(tmp_path: Path, relaunch: Start) -> None:
+    """The program starts before relaunch has read a big --watch tree: an edit made at
+    once, whatever relaunch is doing then, still reloads."""
+    make_app(tmp_path, app=TREE_READER)
+    _make_tree(tmp_path / "big", 100, 100)
+    r = relaunch(["run", "-w", "big", "--", PY, "app.py"])
+    r.expect(r"^config=x$")
+    replace(tmp_path / "big" / "d0010" / "f005.txt", "y")
+    r.expect(r"^config=y$")
+    time.sleep(0.5)
+    assert r.out.count("config=") == 2, r.output()
+
+
 # -- the OS watch limit, for real ---------------------------------------------------------
 
 # A user namespace has its own inotify limit (/proc/sys/user/max_inotify_watches, Linux

@@ -56,6 +56,9 @@ log = logging.getLogger("relaunch")
 # Watch-set growth (imports arriving while the program starts) is applied to the
 # file-system watcher at most this often.
 _WATCH_REFRESH = 0.02
+# File times may lag the clock by a tick: a file written this long before the program
+# started counts as written after it (a needless reload rather than a missed edit).
+_MTIME_SLACK_NS = 20_000_000
 # A program that exits 0 this soon after starting is restarted with growing delays.
 _SHORT_RUN = 1.0
 
@@ -221,16 +224,32 @@ class Supervisor:
                 )
         if self.read_stdin:
             threading.Thread(target=self._read_terminal, name="relaunch-stdin", daemon=True).start()
-        for path in self.watchset.files():
-            self.fingerprints.remember(path)
-        self._refresh_watcher()
         self._start_child()
+        self._take_baseline()
         try:
             while self.exit_code is None:
                 self._step()
         finally:
             self._shutdown()
         return self.exit_code
+
+    def _take_baseline(self) -> None:
+        """Watch and fingerprint the --watch files once the program has started: a tree
+        of 100,000 files takes seconds to read, and the program need not wait for it.
+
+        The watches are made before the fingerprints are taken, so an edit made meanwhile
+        is either an event (compared with a fingerprint taken before it) or already in
+        the fingerprint; a fingerprint newer than the program is a change it did not see.
+        """
+        self._refresh_watcher()
+        since = self._child_started_ns - _MTIME_SLACK_NS
+        written = []
+        for path in self.watchset.files():
+            mtime = self.fingerprints.mtime_ns(path)
+            if mtime is not None and mtime >= since:
+                written.append(path)
+        if written:
+            self._changed_unseen(written)
 
     def _next_deadline(self) -> float | None:
         candidates = [

@@ -77,6 +77,11 @@ class Fingerprints:
         now = self._known[path]
         return (now.mtime_ns if now is not None else -1) != loaded_mtime_ns
 
+    def mtime_ns(self, path: str) -> int | None:
+        """The mtime of the last fingerprint taken, None if none or the file was missing."""
+        known = self._known.get(path)
+        return known.mtime_ns if known is not None else None
+
     def update(self, path: str) -> bool:
         """Take a new fingerprint; True if the file changed since the last one.
 
