@@ -177,27 +177,31 @@ def test_request_in_flight_during_reload_completes(site: Path, relaunch: Start) 
     wait_body(port, "<h1>two</h1>")
 
 
+def poll_until_stopped(port: int, stop: threading.Event, failures: list[str]) -> int:
+    """GET / in a loop until ``stop``; every refused or failed request goes to ``failures``."""
+    served = 0
+    deadline = time.monotonic() + 120
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            status, _ = get(port)
+            if status != 200:
+                failures.append(f"status {status}")
+            served += 1
+        except OSError as exc:
+            failures.append(repr(exc))
+        time.sleep(0.002)
+    return served
+
+
 def test_no_refused_connection_during_reloads(site: Path, relaunch: Start) -> None:
     r, port = serve(relaunch, site)
     wait_body(port, "<h1>one</h1>")
     failures: list[str] = []
-    served = 0
+    served: list[int] = []
     stop = threading.Event()
-
-    def poll() -> None:
-        nonlocal served
-        deadline = time.monotonic() + 120
-        while not stop.is_set() and time.monotonic() < deadline:
-            try:
-                status, _ = get(port)
-                if status != 200:
-                    failures.append(f"status {status}")
-                served += 1
-            except OSError as exc:
-                failures.append(repr(exc))
-            time.sleep(0.002)
-
-    poller = threading.Thread(target=poll)
+    poller = threading.Thread(
+        target=lambda: served.append(poll_until_stopped(port, stop, failures))
+    )
     poller.start()
     try:
         for n in range(1, 11):
@@ -207,7 +211,7 @@ def test_no_refused_connection_during_reloads(site: Path, relaunch: Start) -> No
         stop.set()
         poller.join()
     assert r.err.count("reload #") >= 10
-    assert served > 10 and failures == []
+    assert served[0] > 10 and failures == []
 
 
 def test_live_reload_tells_pages_after_the_new_code_serves(
@@ -349,22 +353,6 @@ class Page(tornado.web.RequestHandler):
 # debug=True turns tornado's own autoreload on: under relaunch serve it must stay idle.
 app = tornado.web.Application([(r"/.*", Page)], debug=True, compress_response=True)
 """
-
-
-def poll_until_stopped(port: int, stop: threading.Event, failures: list[str]) -> int:
-    """GET / in a loop until ``stop``; every refused or failed request goes to ``failures``."""
-    served = 0
-    deadline = time.monotonic() + 120
-    while not stop.is_set() and time.monotonic() < deadline:
-        try:
-            status, _ = get(port)
-            if status != 200:
-                failures.append(f"status {status}")
-            served += 1
-        except OSError as exc:
-            failures.append(repr(exc))
-        time.sleep(0.002)
-    return served
 
 
 def test_tornado_app_is_served_on_the_held_socket(tmp_path: Path, relaunch: Start) -> None:
