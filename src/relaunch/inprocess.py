@@ -146,7 +146,12 @@ class Monitor:
         self.clock = clock
         self.modules = modules
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self.watcher = watcher or Watcher(self._on_paths, poll=poll, poll_interval=poll_interval)
+        self.watcher = watcher or Watcher(
+            self._on_paths,
+            poll=poll,
+            poll_interval=poll_interval,
+            close_wait=self.settler.max_wait,
+        )
         self._unwatched: set[str] = set()
         self._unseen_changes: set[str] = set()  # changed before the monitor could compare
         # Files modified after this time were probably modified after the program

@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 
 from relaunch import oslayer
 from relaunch.watch import events
-from relaunch.watch.events import REMOTE_FILESYSTEMS, Watcher, needs_polling
+from relaunch.watch.events import REMOTE_FILESYSTEMS, Watcher, needs_polling, write_change
+from relaunch.watch.settle import CLOSED, MODIFIED, Change
 
 LOGGER = "relaunch.watch.events"
 
@@ -58,15 +60,26 @@ class Collector:
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.first: dict[str, float] = {}  # path: when it was first reported (monotonic)
         self.lock = threading.Lock()
         self.wanted: set[str] = set()
         self.seen = threading.Event()
 
     def __call__(self, paths: list[str]) -> None:
+        now = time.monotonic()
         with self.lock:
             self.paths.extend(paths)
+            for path in paths:
+                self.first.setdefault(path, now)
             if self.wanted & set(paths):
                 self.seen.set()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.paths.clear()
+            self.first.clear()
+            self.wanted.clear()
+            self.seen.clear()
 
     def expect(self, path: str) -> None:
         with self.lock:
@@ -292,3 +305,136 @@ def test_real_polling_on_a_remote_filesystem(
 
 def test_overflow_marker_is_not_a_path() -> None:
     assert "\0" in events.OVERFLOW
+
+
+# -- in-place writes: events wait for the close (inotify only) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("mask", "expected"),
+    [
+        (oslayer.IN_MODIFY, MODIFIED),
+        (oslayer.IN_CLOSE_WRITE, CLOSED),
+        (oslayer.IN_DELETE, CLOSED),
+        (oslayer.IN_MOVED_FROM, CLOSED),
+        (oslayer.IN_MOVED_TO, CLOSED),
+        (oslayer.IN_CREATE, None),
+        (oslayer.IN_ATTRIB, None),
+        (oslayer.IN_DELETE_SELF, None),
+        (oslayer.IN_MOVE_SELF, None),
+        (oslayer.IN_IGNORED, None),
+        (oslayer.IN_CREATE | oslayer.IN_ISDIR, None),
+        (oslayer.IN_MOVED_TO | oslayer.IN_ISDIR, CLOSED),
+    ],
+)
+def test_write_change(mask: int, expected: Change | None) -> None:
+    assert write_change(mask) == expected
+
+
+def test_open_is_not_watched() -> None:
+    # Readers open files too (the program importing its modules): IN_OPEN would wake the
+    # watcher for every import and still could not tell a writer.
+    assert not oslayer._WATCH_MASK & 0x020  # IN_OPEN
+
+
+needs_inotify = pytest.mark.skipif(not oslayer.HAS_INOTIFY, reason="needs inotify")
+
+
+def _watched(
+    tmp_path: Path, make_watcher: Callable[..., Watcher], *, close_wait: float
+) -> tuple[Watcher, Collector, Path, Path]:
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("A = 1\n")
+    b.write_text("B = 1\n")
+    collector = Collector()
+    watcher = make_watcher(collector, fstype=lambda p: "ext4", close_wait=close_wait)
+    watcher.update([str(tmp_path)], [str(a), str(b)])
+    assert watcher.event_dirs == {str(tmp_path)}
+    return watcher, collector, a, b
+
+
+@needs_inotify
+def test_in_place_save_pausing_is_reported_after_its_close(
+    tmp_path: Path, make_watcher: Callable[..., Watcher]
+) -> None:
+    _, collector, a, _ = _watched(tmp_path, make_watcher, close_wait=30)
+    collector.expect(str(a))
+    fd = os.open(a, os.O_WRONLY | os.O_TRUNC)
+    try:
+        time.sleep(0.2)  # the writer's pause (a large file, a slow disk), not a wait for it
+        assert str(a) not in collector.paths, "the truncated, unwritten file was reported"
+        os.write(fd, b"A = 2\n")
+        time.sleep(0.05)
+        assert str(a) not in collector.paths, "the file was reported before its close"
+        closed_at = time.monotonic()
+    finally:
+        os.close(fd)
+    assert collector.seen.wait(5), "no event after the close"
+    assert collector.first[str(a)] >= closed_at
+
+
+@needs_inotify
+@pytest.mark.parametrize("how", ["in place", "atomic"])
+def test_a_complete_save_is_not_held(
+    tmp_path: Path, make_watcher: Callable[..., Watcher], how: str
+) -> None:
+    # close_wait=30: a save held for its close by mistake would time the wait out.
+    _, collector, a, _ = _watched(tmp_path, make_watcher, close_wait=30)
+    collector.expect(str(a))
+    if how == "in place":
+        a.write_text("A = 2\n")
+    else:
+        tmp = tmp_path / ".a.py.tmp"
+        tmp.write_text("A = 2\n")
+        os.replace(tmp, a)
+    assert collector.seen.wait(5), f"no event for {a}; got {collector.paths}"
+
+
+@needs_inotify
+def test_a_reader_holds_nothing(tmp_path: Path, make_watcher: Callable[..., Watcher]) -> None:
+    _, collector, a, _ = _watched(tmp_path, make_watcher, close_wait=30)
+    collector.expect(str(a))
+    with open(a) as reader:  # open for reading during and after the save
+        reader.read()
+        a.write_text("A = 2\n")
+        assert collector.seen.wait(5), "a file open for reading held its save"
+
+
+@needs_inotify
+def test_an_unwatched_file_kept_open_holds_nothing(
+    tmp_path: Path, make_watcher: Callable[..., Watcher]
+) -> None:
+    _, collector, a, _ = _watched(tmp_path, make_watcher, close_wait=30)
+    log = tmp_path / "app.log"
+    collector.expect(str(a))
+    with open(log, "w") as f:  # a log the program keeps open, written as it runs
+        f.write("started\n")
+        f.flush()
+        a.write_text("A = 2\n")
+        assert collector.seen.wait(5), "an open log file held a save"
+        f.write("still running\n")
+
+
+@needs_inotify
+def test_a_watched_file_kept_open_holds_at_most_close_wait(
+    tmp_path: Path, make_watcher: Callable[..., Watcher]
+) -> None:
+    _, collector, a, b = _watched(tmp_path, make_watcher, close_wait=1.0)
+    with open(a, "w") as f:  # never closed while the test looks
+        f.write("A = 2\n")
+        f.flush()
+        written_at = time.monotonic()
+        collector.expect(str(b))
+        b.write_text("B = 2\n")
+        assert collector.seen.wait(5), "a file open for ever held events beyond close_wait"
+        assert collector.first[str(b)] >= written_at + 1.0
+        assert str(a) in collector.paths
+        # Past close_wait it holds nothing any more, however it is written, until closed.
+        collector.reset()
+        collector.expect(str(b))
+        f.write("A = 3\n")
+        f.flush()
+        written_at = time.monotonic()
+        b.write_text("B = 3\n")
+        assert collector.seen.wait(5)
+        assert collector.first[str(b)] < written_at + 1.0, "held again while still open"

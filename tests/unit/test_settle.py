@@ -6,7 +6,8 @@ from itertools import pairwise
 
 import pytest
 
-from relaunch.watch.settle import Batch, Settler
+from relaunch.watch.events import OVERFLOW
+from relaunch.watch.settle import CLOSED, MODIFIED, Batch, Change, Settler, WriteHold
 
 
 def approx(x: float) -> object:
@@ -236,3 +237,184 @@ def test_batch_first_and_last_times() -> None:
     s.add(["/c", "/d"], 1.08)
     batch = s.take(1.2)
     assert batch == Batch(frozenset({"/a", "/b", "/c", "/d"}), 1.0, 1.08)
+
+
+# -- WriteHold: events wait while a watched file is being written in place -----------
+
+M, C = MODIFIED, CLOSED
+Event = tuple[float, str, Change | None]
+
+
+def replay(
+    events: list[Event], *, watched: set[str], max_wait: float = 1.0, end: float = 100.0
+) -> list[tuple[float, list[str]]]:
+    """Feed ``events`` in order, asking take() after each and whenever due() says (as
+    the inotify thread does); returns (when, paths) for each release."""
+    hold = WriteHold(max_wait=max_wait)
+    hold.watch(watched)
+    released: list[tuple[float, list[str]]] = []
+    pending = list(events)
+    now = 0.0
+    while True:
+        due = hold.due()
+        next_event = pending[0][0] if pending else None
+        if next_event is not None and (due is None or next_event <= due):
+            now, path, change = pending.pop(0)
+            hold.add(path, now, change)
+        elif due is not None:
+            now = due
+        else:
+            break
+        paths = hold.take(now)
+        if paths:
+            released.append((now, paths))
+        assert now <= end
+    return released
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        pytest.param(
+            [(0.0, "/a.py", M), (0.001, "/a.py", M), (0.002, "/a.py", C)],
+            [(0.002, ["/a.py"])],
+            id="in-place save: released at the close",
+        ),
+        pytest.param(
+            [(0.0, "/a.py", M), (0.2, "/a.py", M), (0.201, "/a.py", C)],
+            [(0.201, ["/a.py"])],
+            id="in-place save pausing after the truncation: still one release, at the close",
+        ),
+        pytest.param(
+            [(0.0, "/.a.py.tmp", M), (0.001, "/.a.py.tmp", C), (0.002, "/a.py", C)],
+            [(0.0, ["/.a.py.tmp"]), (0.001, ["/.a.py.tmp"]), (0.002, ["/a.py"])],
+            id="atomic save: a temporary file renamed over, nothing waited for",
+        ),
+        pytest.param(
+            [(0.0, "/a.py", None), (0.5, "/a.py", C)],
+            [(0.0, ["/a.py"]), (0.5, ["/a.py"])],
+            id="attributes changed, opened for writing and closed unwritten: at once",
+        ),
+        pytest.param(
+            [(0.0, "/app.log", M), (0.1, "/a.py", M), (0.101, "/a.py", C)],
+            [(0.0, ["/app.log"]), (0.101, ["/a.py"])],
+            id="an unwatched file kept open (a log) holds nothing",
+        ),
+        pytest.param(
+            [(0.0, "/a.py", M), (0.1, "/b.py", M), (0.2, "/a.py", C), (0.3, "/b.py", C)],
+            [(0.3, ["/a.py", "/b.py"])],
+            id="two files written at once: one release when both are closed",
+        ),
+        pytest.param(
+            [(0.0, "/a.py", M), (0.1, "/new.py", None), (0.2, "/a.py", C)],
+            [(0.2, ["/a.py", "/new.py"])],
+            id="other events during a write wait with it",
+        ),
+        pytest.param(
+            [(0.0, "/a.py", M), (0.3, "/a.py", M), (0.6, "/a.py", M)],
+            [(1.0, ["/a.py"])],
+            id="never closed: released max_wait after the first modification",
+        ),
+        pytest.param(
+            [(0.0, "/a.py", M), (1.5, "/a.py", M), (1.6, "/b.py", M), (1.7, "/b.py", C)],
+            [(1.0, ["/a.py"]), (1.5, ["/a.py"]), (1.7, ["/b.py"])],
+            id="still open after max_wait: its later writes pass at once, hold nothing",
+        ),
+        pytest.param(
+            [(0.0, "/a.py", M), (1.5, "/a.py", C), (2.0, "/a.py", M), (2.1, "/a.py", C)],
+            [(1.0, ["/a.py"]), (1.5, ["/a.py"]), (2.1, ["/a.py"])],
+            id="closed at last: its next write is waited for again",
+        ),
+        pytest.param(
+            [(0.0, "/a.py", M), (0.5, "/b.py", M), (1.2, "/b.py", M)],
+            [(1.5, ["/a.py", "/b.py"])],
+            id="each write has its own bound",
+        ),
+        pytest.param(
+            [(0.0, "/a.py", M), (0.1, "/a.py", C), (0.1, "/a.py", C)],
+            [(0.1, ["/a.py"]), (0.1, ["/a.py"])],
+            id="a close without a write before it is harmless",
+        ),
+    ],
+)
+def test_write_hold(events: list[Event], expected: list[tuple[float, list[str]]]) -> None:
+    released = replay(events, watched={"/a.py", "/b.py"})
+    assert [(approx(t), paths) for t, paths in expected] == released
+
+
+def test_write_hold_idle() -> None:
+    hold = WriteHold()
+    assert hold.take(0.0) == []
+    assert hold.due() is None
+    assert hold.writing == frozenset()
+
+
+def test_write_hold_due_is_the_first_modification_plus_max_wait() -> None:
+    hold = WriteHold(max_wait=0.5)
+    hold.watch(["/a.py"])
+    hold.add("/a.py", 1.0, M)
+    hold.add("/a.py", 1.3, M)  # more writes do not extend the wait
+    assert hold.writing == frozenset({"/a.py"})
+    assert hold.due() == approx(1.5)
+    assert hold.take(1.499) == []
+    assert hold.take(1.5) == ["/a.py"]
+    assert hold.due() is None
+    assert hold.writing == frozenset()
+
+
+def test_write_hold_releases_each_path_once_in_arrival_order() -> None:
+    hold = WriteHold()
+    hold.watch(["/a.py"])
+    for path in ("/a.py", "/c.py", "/b.py", "/c.py", "/a.py"):
+        hold.add(path, 0.0, M)
+    hold.add("/a.py", 0.1, C)
+    assert hold.take(0.1) == ["/a.py", "/c.py", "/b.py"]
+    assert hold.take(0.2) == []
+
+
+def test_write_hold_forget_after_an_overflow() -> None:
+    hold = WriteHold()
+    hold.watch(["/a.py"])
+    hold.add("/a.py", 0.0, M)
+    assert hold.take(0.01) == []
+    hold.forget()  # the close may have been among the lost events
+    hold.add(OVERFLOW, 0.02)
+    assert hold.take(0.02) == ["/a.py", OVERFLOW]
+
+
+def test_write_hold_only_waits_for_the_watch_set() -> None:
+    hold = WriteHold()
+    hold.add("/a.py", 0.0, M)
+    assert hold.take(0.0) == ["/a.py"]  # nothing watched yet
+    hold.watch(["/a.py"])
+    hold.add("/a.py", 0.1, M)
+    assert hold.take(0.1) == []
+    hold.watch(["/b.py"])  # the file left the watch set: no longer waited for
+    assert hold.writing == frozenset()
+    assert hold.due() is None
+    assert hold.take(0.2) == ["/a.py"]
+
+
+def test_write_hold_overdue_is_forgotten_with_the_watch_set() -> None:
+    hold = WriteHold(max_wait=0.5)
+    hold.watch(["/a.py"])
+    hold.add("/a.py", 0.0, M)
+    assert hold.take(0.5) == ["/a.py"]  # overdue: passes at once from now on
+    hold.add("/a.py", 0.6, M)
+    assert hold.take(0.6) == ["/a.py"]
+    hold.watch([])
+    hold.watch(["/a.py"])  # back in the set: a fresh start
+    hold.add("/a.py", 0.7, M)
+    assert hold.take(0.7) == []
+
+
+def test_write_hold_zero_max_wait_never_holds() -> None:
+    hold = WriteHold(max_wait=0.0)
+    hold.watch(["/a.py"])
+    hold.add("/a.py", 0.0, M)
+    assert hold.take(0.0) == ["/a.py"]
+
+
+def test_write_hold_invalid_max_wait() -> None:
+    with pytest.raises(ValueError):
+        WriteHold(max_wait=-1.0)

@@ -127,7 +127,13 @@ class Supervisor:
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.settler = Settler(quiet=settle_ms / 1000, max_wait=settle_max_ms / 1000)
         self.fingerprints = Fingerprints()
-        self.watcher = Watcher(self._on_paths, poll=poll, poll_interval=poll_interval)
+        # A file being written in place is waited for no longer than a batch may settle.
+        self.watcher = Watcher(
+            self._on_paths,
+            poll=poll,
+            poll_interval=poll_interval,
+            close_wait=settle_max_ms / 1000,
+        )
         if read_stdin is None:
             read_stdin = sys.stdin is not None and sys.stdin.isatty()
         self.read_stdin = read_stdin

@@ -10,20 +10,31 @@ that something happened to. It decides per folder how to watch:
   and VM file systems (NFS, SMB, 9p, drvfs, vboxsf, FUSE...), where events from other
   machines never arrive, and for folders past the OS watch limit; ``poll=True``
   forces it everywhere. Polling stats only the watch set's files and folders.
+
+Only inotify says when a file written to is closed (IN_CLOSE_WRITE after IN_MODIFY).
+With it, events are held back while a watched file is being written in place (an
+in-place save that pauses between truncating and writing), at most ``close_wait``
+per write: see :class:`~relaunch.watch.settle.WriteHold`. watchfiles and polling
+report a change when they see it, written to the end or not; only the settle period
+stands between a paused in-place save and a reload there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import math
 import os
 import select
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from .. import oslayer
+from .settle import CLOSED, MODIFIED, Change, WriteHold
 
-__all__ = ["OVERFLOW", "REMOTE_FILESYSTEMS", "Watcher", "needs_polling"]
+__all__ = ["OVERFLOW", "REMOTE_FILESYSTEMS", "Watcher", "needs_polling", "write_change"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +52,26 @@ REMOTE_FILESYSTEMS = frozenset(
 OnPaths = Callable[[list[str]], None]
 
 
+def write_change(mask: int) -> Change | None:
+    """What an inotify event means for a write in progress (see :class:`WriteHold`).
+
+    IN_MODIFY (a write, or the truncation of an open with O_TRUNC): being written.
+    IN_CLOSE_WRITE: done. A delete or a rename away ends the wait too (a writer's later
+    events follow the file to its new name, or the file is gone), and so does a rename
+    over it (the name now holds a complete file). Opening a file is not asked for:
+    readers open files too, and an open alone changes nothing."""
+    if mask & oslayer.IN_MODIFY:
+        return MODIFIED
+    if mask & _WRITE_ENDS:
+        return CLOSED
+    return None
+
+
+_WRITE_ENDS = (
+    oslayer.IN_CLOSE_WRITE | oslayer.IN_DELETE | oslayer.IN_MOVED_FROM | oslayer.IN_MOVED_TO
+)
+
+
 def needs_polling(fstype: str | None) -> bool:
     """True for file systems on which native events miss changes made elsewhere."""
     if not fstype:
@@ -49,23 +80,33 @@ def needs_polling(fstype: str | None) -> bool:
 
 
 class _InotifyBackend:
-    """Linux: one inotify descriptor, watches added and removed as the set changes."""
+    """Linux: one inotify descriptor, watches added and removed as the set changes.
 
-    def __init__(self, on_paths: OnPaths) -> None:
+    Events go through a :class:`WriteHold`, which holds them while a watched file is
+    being written; the thread's poll() then times out when the wait runs out."""
+
+    def __init__(self, on_paths: OnPaths, *, close_wait: float) -> None:
         self.on_paths = on_paths
         self.fd = oslayer.inotify_open()
         self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)  # written to under the lock: must never block
         self.by_wd: dict[int, str] = {}
         self.by_dir: dict[str, int] = {}
+        self.hold = WriteHold(max_wait=close_wait)
         self.lock = threading.Lock()
         self.closed = False
         self.thread = threading.Thread(target=self._run, name="relaunch-inotify", daemon=True)
         self.thread.start()
 
-    def update(self, dirs: set[str]) -> set[str]:
-        """Watch exactly ``dirs``. Returns the folders that could not be watched (limit hit)."""
+    def update(self, dirs: set[str], files: frozenset[str]) -> set[str]:
+        """Watch exactly ``dirs``; wait for writes of ``files`` to end. Returns the folders
+        that could not be watched (limit hit)."""
         refused: set[str] = set()
         with self.lock:
+            writing = self.hold.writing
+            self.hold.watch(files)
+            if self.hold.writing != writing:
+                self._wake()  # a write no longer waited for: release what it held
             for directory in list(self.by_dir):
                 if directory not in dirs:
                     wd = self.by_dir.pop(directory)
@@ -88,19 +129,25 @@ class _InotifyBackend:
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
+        timeout: int | None = None
         while not self.closed:
-            ready = {fd for fd, _ in poller.poll()}
-            if self.wake_r in ready or self.closed:
+            ready = {fd for fd, _ in poller.poll(timeout)}
+            if self.closed:
                 return
-            try:
-                data = os.read(self.fd, 1 << 16)
-            except BlockingIOError:
-                continue
-            paths: list[str] = []
+            if self.wake_r in ready:
+                os.read(self.wake_r, 64)
+            data = b""
+            if self.fd in ready:
+                try:
+                    data = os.read(self.fd, 1 << 16)
+                except BlockingIOError:
+                    pass
+            now = time.monotonic()
             with self.lock:
                 for wd, mask, name in oslayer.inotify_parse(data):
                     if mask & oslayer.IN_Q_OVERFLOW:
-                        paths.append(OVERFLOW)
+                        self.hold.forget()
+                        self.hold.add(OVERFLOW, now)
                         continue
                     directory = self.by_wd.get(wd)
                     if directory is None:
@@ -109,13 +156,22 @@ class _InotifyBackend:
                         # The folder itself went away: forget the watch, report the folder.
                         self.by_wd.pop(wd, None)
                         self.by_dir.pop(directory, None)
-                    paths.append(os.path.join(directory, name) if name else directory)
+                    path = os.path.join(directory, name) if name else directory
+                    self.hold.add(path, now, write_change(mask))
+                paths = self.hold.take(now)
+                due = self.hold.due()
+            # Idle, or holding for a write: block until the next event or the wait's end.
+            timeout = None if due is None else max(0, math.ceil((due - now) * 1000))
             if paths:
                 self.on_paths(paths)
 
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # full: the thread wakes anyway
+            os.write(self.wake_w, b"x")
+
     def close(self) -> None:
         self.closed = True
-        os.write(self.wake_w, b"x")
+        self._wake()
         self.thread.join(timeout=2)
         for fd in (self.fd, self.wake_r, self.wake_w):
             os.close(fd)
@@ -131,7 +187,7 @@ class _WatchfilesBackend:
         self.dirs: set[str] = set()
         self.stop: threading.Event | None = None
 
-    def update(self, dirs: set[str]) -> set[str]:
+    def update(self, dirs: set[str], files: frozenset[str]) -> set[str]:
         if dirs == self.dirs:
             return set()
         from watchfiles._rust_notify import RustNotify
@@ -241,9 +297,13 @@ class Watcher:
         *,
         poll: bool = False,
         poll_interval: float = 0.5,
+        close_wait: float = 1.0,
         fstype: Callable[[str], str | None] = oslayer.filesystem_type,
     ) -> None:
+        """``close_wait``: how long, at most, events wait for a watched file being written
+        in place to be closed (inotify only; see the module doc)."""
         self.on_paths = on_paths
+        self.close_wait = close_wait
         self.force_poll = poll
         self.fstype = fstype
         self.poller = _Poller(on_paths, poll_interval)
@@ -278,7 +338,7 @@ class Watcher:
         if self.native is None and self.native_failed is None:
             try:
                 if oslayer.HAS_INOTIFY:
-                    self.native = _InotifyBackend(self.on_paths)
+                    self.native = _InotifyBackend(self.on_paths, close_wait=self.close_wait)
                 else:
                     self.native = _WatchfilesBackend(self.on_paths)
             except OSError as exc:
@@ -292,8 +352,10 @@ class Watcher:
         return self.native
 
     def update(self, dirs: Iterable[str], files: Iterable[str]) -> None:
-        """Watch exactly these folders; ``files`` are the watched files (for polling)."""
+        """Watch exactly these folders; ``files`` are the watched files (for polling, and
+        whose in-place writes are waited for)."""
         dirs = set(dirs)
+        files = frozenset(files)
         if self.force_poll:
             event_dirs: set[str] = set()
         else:
@@ -301,7 +363,7 @@ class Watcher:
         refused: set[str] = set()
         native = self._native_backend() if event_dirs else self.native
         if native is not None:
-            refused = native.update(event_dirs)
+            refused = native.update(event_dirs, files)
         elif event_dirs:
             refused = event_dirs
         if refused and self.native_failed is None:

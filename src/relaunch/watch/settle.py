@@ -13,14 +13,19 @@ The common case, one saved file, stays at the short ``quiet``.
 A version-control operation in progress (``.git/index.lock`` present) holds the
 batch, however slowly it writes, up to ``hold_max``: the caller passes ``held`` to
 :meth:`Settler.take`, the only I/O question, asked only when a batch is due.
+
+Before all that, where the OS says when a file is closed (Linux inotify), the watcher
+holds its events back while a watched file is being written in place: see
+:class:`WriteHold`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Final, Literal
 
-__all__ = ["Batch", "Settler"]
+__all__ = ["CLOSED", "MODIFIED", "Batch", "Change", "Settler", "WriteHold"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +98,94 @@ class Settler:
         self._paths = set()
         self._first = self._last = self._recheck = None
         return batch
+
+
+#: A file's content changed; it may still be open for writing (inotify's IN_MODIFY).
+MODIFIED: Final = "modified"
+#: A file opened for writing was closed (IN_CLOSE_WRITE), or its name no longer leads to
+#: it (deleted, renamed away, replaced): whoever writes it, nothing more is to wait for.
+CLOSED: Final = "closed"
+
+Change = Literal["modified", "closed"]
+
+
+class WriteHold:
+    """Hold file events back while a watched file is being written in place.
+
+    Pure: time is passed in. Fed by a watcher that knows when a file written to is
+    closed (inotify on Linux). Polling and watchfiles cannot tell, and do without it.
+
+    An in-place save opens the file with O_TRUNC, writes, closes. Until the close the
+    file is empty or half written, and a writer can pause in between (a large file,
+    a slow disk, a descheduled editor) for longer than the settle period. So from a
+    watched file's modification (the truncation is one) until its close, every event
+    is held, of any file (one batch after the save, not one before it), and all are
+    released together when no watched file is being written any more. Only
+    modification counts: opening a file raises no event here (readers open files
+    too, and inotify cannot tell them from writers). An atomic save (a temporary
+    file renamed over) is complete when it arrives and passes at once, and so does a
+    normal save's close: neither adds any delay.
+
+    A file may stay open for writing for ever (a log or a data file the program keeps
+    open). A write is waited for at most ``max_wait`` after the file's first
+    modification; after that its events pass at once until it is really closed, so
+    such a file holds reloads off once, at most ``max_wait``, never again while it
+    stays open. Only the watch set's files (:meth:`watch`) are waited for: the files
+    programs keep open next to them (logs, databases, editor swap files) are ignored
+    anyway and hold nothing.
+    """
+
+    def __init__(self, *, max_wait: float = 1.0) -> None:
+        if max_wait < 0:
+            raise ValueError("need 0 <= max_wait")
+        self.max_wait = max_wait
+        self._watched: frozenset[str] = frozenset()
+        self._writing: dict[str, float] = {}  # path: its first modification since closed
+        self._overdue: set[str] = set()  # written for longer than max_wait, not yet closed
+        self._held: dict[str, None] = {}  # paths held back, in arrival order, once each
+
+    @property
+    def writing(self) -> frozenset[str]:
+        """The watched files being written now and still waited for."""
+        return frozenset(self._writing)
+
+    def watch(self, files: Iterable[str]) -> None:
+        """Wait only for these files from now on (a file leaving the set is not waited for)."""
+        self._watched = frozenset(files)
+        for path in [p for p in self._writing if p not in self._watched]:
+            del self._writing[path]
+        self._overdue &= self._watched
+
+    def add(self, path: str, now: float, change: Change | None = None) -> None:
+        """An event for ``path``; ``change`` says what it means for a write in progress."""
+        self._held[path] = None
+        if change == MODIFIED:
+            if path in self._watched and path not in self._overdue:
+                self._writing.setdefault(path, now)
+        elif change == CLOSED:
+            self._writing.pop(path, None)
+            self._overdue.discard(path)
+
+    def forget(self) -> None:
+        """Events were lost (the OS queue overflowed): no close can be relied on."""
+        self._writing.clear()
+        self._overdue.clear()
+
+    def due(self) -> float | None:
+        """When a write waited for runs out of time (absolute), or None if none is."""
+        if not self._writing:
+            return None
+        return min(self._writing.values()) + self.max_wait
+
+    def take(self, now: float) -> list[str]:
+        """The held paths, in arrival order, if no watched file is being written (or
+        every one has been for ``max_wait``); else nothing, yet."""
+        for path, since in list(self._writing.items()):
+            if now >= since + self.max_wait:
+                del self._writing[path]
+                self._overdue.add(path)
+        if self._writing or not self._held:
+            return []
+        paths = list(self._held)
+        self._held.clear()
+        return paths
