@@ -420,17 +420,45 @@ class Supervisor:
         if self._watch_dirty_at is None:
             self._watch_dirty_at = time.monotonic() + _WATCH_REFRESH
 
-    def _refresh_watcher(self) -> None:
-        self._watch_dirty_at = None
+    def _watch_now(self) -> tuple[set[str], set[str]]:
+        """Hand the watch set to the watcher; returns the (files, folders) watched."""
         files = self.watchset.files()
         dirs = self.watchset.directories() | self.strategy.watch_dirs()
         if self.releases is not None:
             dirs |= self.releases.folders()
         self.watcher.update(dirs, files)
+        return files, dirs
+
+    def _unlisted_in(self, folders: Iterable[str], files: set[str], dirs: set[str]) -> bool:
+        """Whether these folders now hold a watched file or folder that the last listing
+        missed (made after the listing, before the watch: no event said so)."""
+        for folder in folders:
+            for dirpath, dirnames, filenames in os.walk(folder):
+                if dirpath not in dirs and self.watchset.decide(dirpath, is_dir=True).watched:
+                    return True
+                dirnames[:] = [
+                    d
+                    for d in dirnames
+                    if not self.watchset.rules.reason(os.path.join(dirpath, d), is_dir=True)
+                ]
+                for name in filenames:
+                    path = os.path.join(dirpath, name)
+                    if path not in files and self.watchset.matches(path):
+                        return True
+        return False
+
+    def _refresh_watcher(self) -> None:
+        self._watch_dirty_at = None
+        files, dirs = self._watch_now()
+        folders, self._touched_folders = self._touched_folders, set()
+        for _ in range(3):
+            if not folders or not self._unlisted_in(folders, files, dirs):
+                break
+            self.watchset.invalidate_tree()
+            files, dirs = self._watch_now()
         # Files in a folder that appeared (or came back) may have been written before the
         # folder was watched: compare them now. Only those: re-hashing a whole tree at
         # every refresh would cost too much.
-        folders, self._touched_folders = self._touched_folders, set()
         appeared = [
             p
             for p in files
