@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found,no-redef]
 
-__all__ = ["OPTIONS", "ConfigError", "Option", "Settings", "find_pyproject", "load"]
+__all__ = [
+    "OPTIONS",
+    "OTHER_ENV",
+    "WATCH_OPTIONS",
+    "ConfigError",
+    "Option",
+    "Settings",
+    "find_pyproject",
+    "load",
+    "options_named",
+]
 
 
 class ConfigError(Exception):
@@ -83,6 +93,30 @@ OPTIONS: tuple[Option, ...] = (
     Option("preflight_timeout", "float", 60.0, "seconds a preflight may take",
            metavar="SECONDS"),
 )  # fmt: skip
+
+# The options ``relaunch watch`` shares with ``relaunch run`` (the others are about
+# running a program). It reads them from the same three sources with the same
+# precedence; a pyproject.toml or environment shared by both may set the others too:
+# ``relaunch watch`` accepts and ignores them.
+WATCH_OPTIONS: tuple[str, ...] = (
+    "watch",
+    "ignore",
+    "watch_installed",
+    "gitignore",
+    "poll",
+    "poll_interval",
+    "settle",
+    "settle_max",
+    "preflight",
+    "preflight_timeout",
+)
+
+# RELAUNCH_* variables that are not in the table and are not mistakes: read by one
+# subcommand itself (the interpreter of ``relaunch watch``'s preflight).
+OTHER_ENV: tuple[str, ...] = ("RELAUNCH_PYTHON",)
+# Also never an error: RELAUNCH_CHANGED, RELAUNCH_CHANGED_COUNT, RELAUNCH_CHANGED_1...,
+# which relaunch sets for the commands it runs (``relaunch watch --exec``), and such a
+# command may run relaunch again.
 
 _BY_KEY = {option.key: option for option in OPTIONS}
 _BY_ENV = {option.env: option for option in OPTIONS}
@@ -158,6 +192,12 @@ def _convert(option: Option, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected {expected}, got {value!r}") from None
 
 
+def options_named(names: Iterable[str]) -> tuple[Option, ...]:
+    """The table's entries for ``names``, in that order. KeyError for an unknown name."""
+    by_name = {option.name: option for option in OPTIONS}
+    return tuple(by_name[name] for name in names)
+
+
 def find_pyproject(start: str) -> str | None:
     current = os.path.abspath(start)
     while True:
@@ -222,9 +262,10 @@ def load(
             continue
         option = _BY_ENV.get(name)
         if option is None:
-            raise ConfigError(
-                f"unknown environment variable {name} (known: " + ", ".join(sorted(_BY_ENV)) + ")"
-            )
+            if name in OTHER_ENV or name.split("_", 2)[:2] == ["RELAUNCH", "CHANGED"]:
+                continue
+            known = ", ".join(sorted([*_BY_ENV, *OTHER_ENV]))
+            raise ConfigError(f"unknown environment variable {name} (known: {known})")
         _apply(settings, option, _convert(option, value, name), cwd, name)
 
     for option in OPTIONS:

@@ -362,6 +362,9 @@ IN_ONLYDIR = 0x01000000
 IN_CLOEXEC = 0o2000000
 IN_NONBLOCK = 0o4000
 
+# IN_MODIFY not yet followed by IN_CLOSE_WRITE is a file still being written: the
+# watcher waits for its close. IN_OPEN is left out: readers open files too (the program
+# importing its modules), and it cannot tell them from writers.
 _WATCH_MASK = (
     IN_MODIFY
     | IN_ATTRIB
@@ -454,3 +457,82 @@ def wait_readable(fd: int) -> None:
     import select
 
     select.select([fd], [], [])
+
+
+# --- Process identity (``relaunch watch --pidfile``) -------------------------------------
+# A pid alone does not name a process for long: once it exits, the kernel hands the
+# number to the next process. The start time tells two holders of one pid apart.
+
+__all__ += ["process_command", "process_owner", "process_start_ticks", "process_start_time"]
+
+
+def _proc_stat_fields(pid: int) -> list[str] | None:
+    """Fields 3 and on of /proc/PID/stat (after the command name, which may hold
+    spaces and parentheses); None where there is no such process or no /proc."""
+    if not IS_LINUX:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    return data.rsplit(")", 1)[1].split()
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (/proc/PID/stat field 22): exact
+    and fixed for the process's life, so two processes that held the same pid differ
+    here. None where it cannot be known (no such process, not Linux)."""
+    fields = _proc_stat_fields(pid)
+    if fields is None or len(fields) < 20:
+        return None
+    try:
+        return int(fields[19])
+    except ValueError:
+        return None
+
+
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def process_start_time(pid: int) -> float | None:
+    """When ``pid`` started, as a Unix time, to compare with file times. Up to a second
+    early (the kernel gives the boot time in whole seconds) and it moves when the wall
+    clock is set: compare with some slack. None where it cannot be known."""
+    ticks = process_start_ticks(pid)
+    boot = _boot_time() if ticks is not None else None
+    if ticks is None or boot is None:
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_owner(pid: int) -> int | None:
+    """The user id ``pid`` runs as (the owner of /proc/PID); None where unknown."""
+    if not IS_LINUX:
+        return None
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def process_command(pid: int) -> str | None:
+    """``pid``'s command line, for messages (a process may rewrite it: never compare
+    it); None where unknown."""
+    if not IS_LINUX:
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    words = [os.fsdecode(w) for w in raw.split(b"\0") if w]
+    return " ".join(words) if words else None

@@ -212,3 +212,39 @@ def test_every_option_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for option in OPTIONS:
         assert f"`{option.flag}" in readme or f"`--no-{option.key}" in readme, option.flag
+
+
+def test_watch_reads_tool_relaunch_and_the_environment(tmp_path: Path, relaunch: Start) -> None:
+    """relaunch watch shares relaunch run's watching options, from the same sources."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.relaunch]\nwatch = ["templates"]\nignore = ["*.tmp"]\nsettle = 20\n'
+        "grace = 2  # relaunch run's: accepted, not used by relaunch watch\n"
+    )
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "index.html").write_text("1")
+    (tmp_path / "templates" / "draft.tmp").write_text("1")
+    (tmp_path / "other.txt").write_text("1")
+    out = tmp_path / "out.txt"
+    r = relaunch(
+        ["watch", "-v", "--exec", f'printf "%s" "$RELAUNCH_CHANGED" > "{out}"'],
+        env={"RELAUNCH_SETTLE_MAX": "500"},
+    )
+    # Only templates/index.html: without the pyproject.toml, the whole folder.
+    r.expect(r"watching 1 file\(s\); on change: run", stream="err")
+    write(tmp_path / "other.txt", "2")
+    write(tmp_path / "templates" / "draft.tmp", "2")
+    write(tmp_path / "templates" / "index.html", "2")
+    r.expect(r"reload #1: templates/index.html changed; ran", stream="err")
+    assert out.read_text() == str(tmp_path / "templates" / "index.html")
+
+
+def test_watch_configuration_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run_cli("watch", "--exec", "true", cwd=tmp_path, env={"RELAUNCH_POLL": "maybe"})
+    assert result.returncode == 2 and "RELAUNCH_POLL: expected true or false" in result.stderr
+    (tmp_path / "pyproject.toml").write_text("[tool.relaunch]\nwatch = ['missing']\n")
+    result = run_cli("watch", "--exec", "true", cwd=tmp_path)
+    assert result.returncode == 2 and "--watch 'missing': no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+    help_text = run_cli("watch", "--help", cwd=tmp_path).stdout
+    for text in ("--pidfile", "--no-preflight", "--settle", "[tool.relaunch]", "RELAUNCH_"):
+        assert text in help_text

@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from relaunch.config import OPTIONS, ConfigError, Settings, find_pyproject, load
+from relaunch.config import (
+    OPTIONS,
+    OTHER_ENV,
+    WATCH_OPTIONS,
+    ConfigError,
+    Settings,
+    find_pyproject,
+    load,
+    options_named,
+)
 
 
 def write_pyproject(folder: Path, body: str) -> str:
@@ -314,3 +323,55 @@ def test_find_pyproject_skips_folders_named_pyproject(tmp_path: Path) -> None:
     top = write_pyproject(tmp_path / "a", "")
     (tmp_path / "a" / "b" / "pyproject.toml").mkdir(parents=True)
     assert find_pyproject(str(tmp_path / "a" / "b")) == top
+
+
+# --- relaunch watch's share of the table ------------------------------------------------
+
+
+def test_watch_options_are_in_the_table() -> None:
+    shared = options_named(WATCH_OPTIONS)
+    assert [option.name for option in shared] == list(WATCH_OPTIONS)
+    # What is about running a program stays relaunch run's.
+    assert not {"grace", "on_exit", "restart", "no_preload"} & set(WATCH_OPTIONS)
+    with pytest.raises(KeyError):
+        options_named(["pidfile"])
+
+
+def test_watch_precedence_is_run_s(tmp_path: Path) -> None:
+    """relaunch watch passes only its options; the merge is the same."""
+    path = write_pyproject(
+        tmp_path,
+        "[tool.relaunch]\nwatch = ['templates']\nsettle = 20\npreflight = false\n"
+        "grace = 2\non-exit = 'restart'\n",  # relaunch run's: accepted, unused by watch
+    )
+    cli = {name: None for name in WATCH_OPTIONS} | {"settle_max": 300}
+    settings = load(
+        cli,
+        cwd=str(tmp_path),
+        environ={"RELAUNCH_SETTLE": "30", "RELAUNCH_WATCH": "static"},
+        pyproject=path,
+    )
+    assert settings.settle == 30 and settings.sources["settle"] == "RELAUNCH_SETTLE"
+    assert settings.settle_max == 300 and settings.sources["settle_max"] == "command line"
+    assert settings.preflight is False and settings.sources["preflight"] == path
+    assert settings.watch == [("templates", str(tmp_path)), ("static", str(tmp_path))]
+    # --no-preflight on the command line wins over an environment that turns it on.
+    settings = load(
+        cli | {"preflight": False}, cwd=str(tmp_path), environ={"RELAUNCH_PREFLIGHT": "1"}
+    )
+    assert settings.preflight is False
+
+
+def test_variables_that_are_not_options_are_not_errors(tmp_path: Path) -> None:
+    environ = {
+        "RELAUNCH_PYTHON": "/srv/venv/bin/python",  # relaunch watch --python
+        "RELAUNCH_CHANGED": "/a.py:/b.py",  # set for relaunch watch --exec commands
+        "RELAUNCH_CHANGED_COUNT": "2",
+        "RELAUNCH_CHANGED_1": "/a.py",
+    }
+    assert run_load(tmp_path, environ=environ) == Settings()
+    assert "RELAUNCH_PYTHON" in OTHER_ENV
+    with pytest.raises(ConfigError, match="unknown environment variable RELAUNCH_CHANGEDX"):
+        run_load(tmp_path, environ={"RELAUNCH_CHANGEDX": "1"})
+    with pytest.raises(ConfigError, match=r"known: .*RELAUNCH_PYTHON"):
+        run_load(tmp_path, environ={"RELAUNCH_PYTHNO": "1"})

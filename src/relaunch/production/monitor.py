@@ -5,7 +5,9 @@ integrations (a gunicorn master, a mod_wsgi daemon process) need the same pipeli
 without a child to run: :class:`Monitor` runs it on one thread and calls
 ``on_change(changed_paths)`` there, once per settled batch whose content really
 changed. ``on_change`` may block (a preflight, a graceful reload): events that
-arrive meanwhile are kept and form the next batch.
+arrive meanwhile are kept and form the next batch. Before it is called, the cached
+bytecode of the changed modules is deleted (:func:`drop_bytecode`), so that neither
+the preflight nor new workers run a stale ``.pyc``.
 
 Symlinked releases: when a watched folder is reached through a symlink
 (``/srv/app/current -> releases/41``), the folder holding the link is watched too;
@@ -23,32 +25,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from ..pycache import drop_bytecode
+from ..run.releases import symlinks_above
 from ..watch.events import OVERFLOW, Watcher
 from ..watch.fingerprint import Fingerprints
 from ..watch.watchset import WatchSet, is_within
 
-__all__ = ["Monitor", "symlinks_above"]
+__all__ = ["Monitor"]
 
 log = logging.getLogger(__name__)
 
 OnChange = Callable[[list[str]], None]
-
-
-def symlinks_above(paths: Iterable[str]) -> set[str]:
-    """Every symlink on the way to ``paths`` (absolute, as given, not resolved)."""
-    links: set[str] = set()
-    seen: set[str] = set()
-    for path in paths:
-        current = os.path.dirname(path) if not os.path.isdir(path) else path
-        while current not in seen:
-            seen.add(current)
-            if os.path.islink(current):
-                links.add(current)
-            parent = os.path.dirname(current)
-            if parent == current:
-                break
-            current = parent
-    return links
 
 
 class Monitor:
@@ -154,6 +141,7 @@ class Monitor:
             if not changed:
                 log.debug("no content changed in %d file(s)", len(batch.paths))
                 continue
+            drop_bytecode(changed)
             try:
                 self.on_change(changed)
             except Exception:

@@ -100,16 +100,22 @@ class Rollover:
 
 
 def watch_rollover(
-    workers: Callable[[], set[int]], old: Iterable[int], want: int, timeout: float
+    workers: Callable[[], set[int]],
+    old: Iterable[int],
+    want: int,
+    timeout: float,
+    *,
+    going_on: Callable[[], bool] = lambda: True,
 ) -> Rollover | None:
-    """Watch ``workers()`` until the rollover from ``old`` is done; None on timeout."""
+    """Watch ``workers()`` until the rollover from ``old`` is done; None on timeout or
+    as soon as ``going_on()`` is false (the master is gone)."""
     rollover = Rollover(frozenset(old), want, time.monotonic())
     deadline = rollover.started + timeout
     while True:
         now = time.monotonic()
         if rollover.feed(workers(), now):
             return rollover
-        if now >= deadline:
+        if now >= deadline or not going_on():
             return None
         time.sleep(0.005)
 

@@ -35,6 +35,7 @@ from typing import Any
 from .. import oslayer
 from ..command import Command
 from ..integrations import child_environment
+from ..pycache import drop_bytecode
 from ..serve.frontend import Failure, ServeFrontEnd
 from ..watch.events import OVERFLOW, Watcher
 from ..watch.fingerprint import Fingerprints
@@ -61,29 +62,6 @@ _WATCH_REFRESH = 0.02
 _MTIME_SLACK_NS = 20_000_000
 # A program that exits 0 this soon after starting is restarted with growing delays.
 _SHORT_RUN = 1.0
-
-
-def _drop_bytecode(paths: Iterable[str]) -> None:
-    """Delete the cached bytecode of changed modules. Python trusts a .pyc whose source
-    has the same size and the same mtime in whole seconds: an edit like VALUE = 1 ->
-    VALUE = 2 saved within the second would otherwise run the old code."""
-    for path in paths:
-        if not path.endswith(".py"):
-            continue
-        cache = os.path.join(os.path.dirname(path), "__pycache__")
-        stem = os.path.basename(path)[:-3] + "."
-        try:
-            names = os.listdir(cache)
-        except OSError:
-            continue
-        for name in names:
-            # <stem>.<tag>.pyc or <stem>.<tag>.opt-N.pyc, for any interpreter's tag.
-            rest = name[len(stem) :]
-            if name.startswith(stem) and rest.endswith(".pyc") and rest.count(".") in (1, 2):
-                try:
-                    os.unlink(os.path.join(cache, name))
-                except OSError:
-                    pass
 
 
 def _names(paths: Iterable[str], limit: int = 3) -> str:
@@ -300,7 +278,7 @@ class Supervisor:
             ):
                 log.info("%s changed: pages refreshed, no restart needed", _names(changed))
             elif changed:
-                _drop_bytecode(changed)
+                drop_bytecode(changed)
                 self._restart(f"{_names(changed)} changed", batch.first_event, changed)
             else:
                 log.debug("no content changed in %s", _names(batch.paths))

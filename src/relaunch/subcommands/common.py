@@ -7,10 +7,10 @@ from typing import Any
 
 from ..config import OPTIONS
 
-__all__ = ["add_noise_options", "add_settings_options"]
+__all__ = ["add_noise_options", "add_option", "add_settings_options"]
 
 
-def _add_option(parser: argparse.ArgumentParser, option: Any) -> None:
+def add_option(parser: argparse.ArgumentParser, option: Any) -> None:
     flags = [option.flag] + ([option.short] if option.short else [])
     help_text = option.help
     if option.kind != "list" and option.default not in (None, [], False):
@@ -39,7 +39,7 @@ def _add_option(parser: argparse.ArgumentParser, option: Any) -> None:
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
     """One flag per entry of relaunch.config.OPTIONS."""
     for option in OPTIONS:
-        _add_option(parser, option)
+        add_option(parser, option)
 
 
 def add_noise_options(parser: argparse.ArgumentParser) -> None:

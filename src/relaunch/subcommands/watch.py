@@ -13,17 +13,22 @@ import argparse
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import cast
 
-from ..config import ConfigError
-from ..preflight import DEFAULT_TIMEOUT, AppSpec, describe_failure, parse_app_spec, run_preflight
+from ..config import WATCH_OPTIONS, ConfigError, Settings, load, options_named
+from ..preflight import AppSpec, describe_failure, parse_app_spec, run_preflight
 from ..production.actions import Action, parse_signal
+from ..production.pidfile import PidTarget
+from ..run.releases import logical_cwd
 from ..watch.rules import GitIgnore, Glob, IgnoreRules
 from ..watch.watchset import WatchEntry, WatchSet
-from .common import add_noise_options
+from .common import add_noise_options, add_option
 
-__all__ = ["HELP", "NAME", "build_action", "configure", "logical_cwd", "main"]
+__all__ = ["HELP", "NAME", "build_action", "build_watchset", "configure", "main"]
 
 log = logging.getLogger("relaunch")
 
@@ -31,16 +36,27 @@ NAME = "watch"
 HELP = "watch files and signal, touch or run something when they change (starts nothing)"
 
 DESCRIPTION = """\
-Watch files and act when they change, for a server started by someone else.
+Watch files and act when they change, for a server started by someone else
+(systemd, supervisord, Apache). It starts nothing.
 
 Exactly one action: --pidfile FILE (with --signal, default HUP), --pid PID,
 --touch FILE (e.g. a mod_wsgi script file) or --exec 'CMD' (run by /bin/sh; the
 changed paths are in RELAUNCH_CHANGED, separated by ':', and RELAUNCH_CHANGED_1..N,
 RELAUNCH_CHANGED_COUNT, never in the command string).
 
+Before signalling, the process is checked: the one seen at start (same pid, same
+start time), or a new one only if the pid file was written after it started. A pid
+file (or its folder) that everyone may write to is refused.
+
 With --preflight APP (module:attr or a WSGI script file), each change first imports
 the application in a throwaway process; if that fails, the traceback is shown and
 nothing is done. The files the application imports are watched too.
+
+What to watch and how (the options under "watching") can also be set in
+pyproject.toml under [tool.relaunch] or in RELAUNCH_* environment variables, as for
+relaunch run: the command line wins over the environment, which wins over
+pyproject.toml; lists (watch, ignore) add up. The action options are command line
+only (and RELAUNCH_PYTHON for --python).
 """
 
 EXAMPLES = """\
@@ -50,6 +66,15 @@ examples:
   relaunch watch --exec 'systemctl reload myapp' --preflight myapp:app -w templates
 """
 
+# Where relaunch run's wording does not fit a server that relaunch does not run.
+_HELP = {
+    "watch": "also watch this file, folder (recursively) or glob; repeatable. Without "
+    "--preflight, the default is the current folder",
+    "watch_installed": "also watch the standard library and installed packages the "
+    "application imports (with --preflight)",
+    "preflight_timeout": "seconds the preflight import may take",
+}
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
@@ -57,49 +82,51 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     action = parser.add_argument_group("action (exactly one)")
     action.add_argument(
-        "--pidfile", metavar="FILE", help="signal the pid in FILE (read anew each time)"
+        "--pidfile",
+        metavar="FILE",
+        help="signal the pid in FILE (read anew, and checked, each time)",
     )
     action.add_argument("--pid", type=int, metavar="PID", help="signal this process")
     action.add_argument("--touch", metavar="FILE", help="update FILE's modification time")
     action.add_argument("--exec", dest="exec_command", metavar="CMD", help="run CMD with /bin/sh")
-    parser.add_argument(
+    action.add_argument(
         "--signal", default="HUP", metavar="SIG", help="signal for --pidfile/--pid (default: HUP)"
     )
-    parser.add_argument(
-        "--preflight", metavar="APP", help="module:attr or WSGI script to import first"
+    check = parser.add_argument_group("preflight")
+    check.add_argument(
+        "--preflight",
+        dest="preflight_app",
+        metavar="APP",
+        help="module:attr or WSGI script to import before acting",
     )
-    parser.add_argument(
-        "--no-preflight", action="store_true", help="skip the preflight (still watch APP's files)"
+    check.add_argument(
+        "--no-preflight",
+        dest="preflight",
+        action="store_const",
+        const=False,
+        default=None,
+        help="act even when APP does not import (its files are still watched); "
+        "pyproject/env: preflight = false",
     )
-    parser.add_argument(
-        "--preflight-timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"give up on an import after this long (default: {DEFAULT_TIMEOUT:g})",
-    )
-    parser.add_argument(
+    check.add_argument(
         "--python", metavar="PATH", help="interpreter for the preflight (default: this one)"
     )
-    parser.add_argument(
+    check.add_argument(
         "--pythonpath",
         action="append",
         metavar="DIR",
         help="put DIR first on sys.path (repeatable)",
     )
-    parser.add_argument("--chdir", metavar="DIR", help="working folder of the preflight")
-    parser.add_argument(
-        "--watch",
-        "-w",
-        action="append",
-        metavar="PATH_OR_GLOB",
-        help="also watch this file, folder or glob (repeatable)",
+    check.add_argument("--chdir", metavar="DIR", help="working folder of the preflight")
+    shared = parser.add_argument_group(
+        "watching (also [tool.relaunch] in pyproject.toml and RELAUNCH_* variables)"
     )
-    parser.add_argument("--ignore", "-i", action="append", metavar="GLOB", help="ignore matches")
-    parser.add_argument("--settle", type=int, default=10, metavar="MS", help="quiet time (10)")
-    parser.add_argument("--settle-max", type=int, default=1000, metavar="MS", help="upper bound")
-    parser.add_argument("--poll", action="store_true", help="poll instead of OS events")
-    parser.add_argument("--poll-interval", type=float, default=0.5, metavar="SECONDS")
+    for option in options_named(WATCH_OPTIONS):
+        if option.name == "preflight":
+            continue  # --no-preflight above: --preflight names the application here
+        help_text = _HELP.get(option.name, option.help)
+        # A group takes the same add_argument() calls as its parser.
+        add_option(cast(argparse.ArgumentParser, shared), replace(option, help=help_text))
     add_noise_options(parser)
 
 
@@ -117,9 +144,12 @@ def build_action(args: argparse.Namespace, cwd: str) -> Action:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if args.pidfile is not None:
-        return Action("signal", signum=signum, pidfile=os.path.join(cwd, args.pidfile))
+        pidfile = os.path.normpath(os.path.join(cwd, args.pidfile))
+        return Action("signal", signum=signum, pidfile=pidfile, target=PidTarget(pidfile=pidfile))
     if args.pid is not None:
-        return Action("signal", signum=signum, pid=args.pid)
+        if args.pid <= 0:
+            raise ConfigError(f"--pid {args.pid} is not a process id")
+        return Action("signal", signum=signum, pid=args.pid, target=PidTarget(pid=args.pid))
     if args.touch is not None:
         path = os.path.join(cwd, args.touch)
         if not os.path.exists(path):
@@ -128,25 +158,49 @@ def build_action(args: argparse.Namespace, cwd: str) -> Action:
     return Action("exec", command=args.exec_command)
 
 
+def build_watchset(settings: Settings, spec: AppSpec | None, cwd: str) -> WatchSet:
+    """The watch set from settings (``--watch`` entries anchored where they were given).
+    Without entries and without an application, the current folder. Raises ConfigError."""
+    try:
+        entries = [WatchEntry.parse(text, cwd=anchor) for text, anchor in settings.watch]
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    if not entries and spec is None:
+        entries = [WatchEntry.parse(".", cwd=cwd)]
+    rules = IgnoreRules(
+        user=[Glob(text, anchor) for text, anchor in settings.ignore],
+        gitignore=GitIgnore.find(cwd) if settings.gitignore else None,
+        bases=[cwd, *(entry.base for entry in entries)],
+    )
+    return WatchSet(entries=entries, rules=rules, watch_installed=settings.watch_installed)
+
+
+def _check_target(action: Action) -> None:
+    """At start: record the process to signal, or say why it cannot be yet."""
+    if action.target is None:
+        return
+    try:
+        verdict = action.target.check(wait=0)
+    except ValueError as exc:  # no pid file yet: the server may start later
+        log.warning("%s; it is read again at each change", exc)
+        return
+    if verdict.unsafe:
+        raise ConfigError(verdict.message)
+    if verdict.target is None:
+        if action.pid is not None:
+            raise ConfigError(verdict.message)
+        log.error("%s; checked again at each change", verdict.message)
+        return
+    log.info("will signal %s", verdict.target.describe())
+
+
 def _spec(args: argparse.Namespace, cwd: str) -> AppSpec | None:
-    if not args.preflight:
+    if not args.preflight_app:
         return None
     try:
-        return parse_app_spec(args.preflight, cwd=cwd)
+        return parse_app_spec(args.preflight_app, cwd=cwd)
     except ValueError as exc:
         raise ConfigError(f"--preflight: {exc}") from None
-
-
-def logical_cwd() -> str:
-    """The working folder as the shell named it (``$PWD``, symlinks kept) when that is
-    where we are, else the resolved one: a deploy's ``current`` link stays a link."""
-    pwd = os.environ.get("PWD")
-    try:
-        if pwd and os.path.isabs(pwd) and os.path.samefile(pwd, "."):
-            return os.path.normpath(pwd)
-    except OSError:
-        pass
-    return os.getcwd()
 
 
 def main(args: argparse.Namespace) -> int:
@@ -154,6 +208,7 @@ def main(args: argparse.Namespace) -> int:
     from ..run.child import interpreter_info
 
     cwd = logical_cwd()
+    settings = load({name: getattr(args, name, None) for name in WATCH_OPTIONS}, cwd=cwd)
     action = build_action(args, cwd)
     spec = _spec(args, cwd)
     workdir = os.path.join(cwd, args.chdir) if args.chdir else cwd
@@ -164,34 +219,22 @@ def main(args: argparse.Namespace) -> int:
         workdir,
     ]
     python = args.python or os.environ.get("RELAUNCH_PYTHON") or None
-    try:
-        entries = [WatchEntry.parse(text, cwd=cwd) for text in (args.watch or [])]
-    except FileNotFoundError as exc:
-        raise ConfigError(str(exc)) from None
-    if not entries and spec is None:
-        entries = [WatchEntry.parse(".", cwd=cwd)]
-    rules = IgnoreRules(
-        user=[Glob(text, cwd) for text in (args.ignore or [])],
-        gitignore=GitIgnore.find(cwd),
-        bases=[cwd, *(entry.base for entry in entries)],
-    )
-    watchset = WatchSet(entries=entries, rules=rules)
-    import sys
-
+    watchset = build_watchset(settings, spec, cwd)
     watchset.set_excluded_roots(interpreter_info(python or sys.executable).roots)
+    _check_target(action)
 
     def check() -> bool:
         if spec is None:
             return True
         result = run_preflight(
-            spec, python=python, cwd=workdir, paths=paths, timeout=args.preflight_timeout
+            spec, python=python, cwd=workdir, paths=paths, timeout=settings.preflight_timeout
         )
         if result.ok:
             for path in result.files:
                 if watchset.add(path, "imported by the application (preflight)"):
                     monitor.add_files([path])
             return True
-        if args.no_preflight:
+        if not settings.preflight:
             return True
         log.error("%s", describe_failure(result))
         return False
@@ -200,6 +243,10 @@ def main(args: argparse.Namespace) -> int:
 
     def on_change(changed: list[str]) -> None:
         nonlocal reloads
+        # The pid file is no change: gunicorn re-creates it on every HUP.
+        changed = [p for p in changed if p != action.pidfile]
+        if not changed:
+            return
         names = ", ".join(os.path.relpath(p, cwd) for p in changed[:3])
         if len(changed) > 3:
             names += f" (+{len(changed) - 3} more)"
@@ -210,27 +257,25 @@ def main(args: argparse.Namespace) -> int:
                 names,
             )
             return
-        reloads += 1
         try:
             done = action.perform(changed)
         except (OSError, ValueError) as exc:
-            log.error(
-                "reload #%d: %s changed; cannot %s: %s", reloads, names, action.describe(), exc
-            )
+            log.error("%s changed; cannot %s: %s", names, action.describe(), exc)
             return
+        reloads += 1
         log.info("reload #%d: %s changed; %s", reloads, names, done)
 
     monitor = Monitor(
         watchset,
         on_change,
-        settle_ms=args.settle,
-        settle_max_ms=args.settle_max,
-        poll=args.poll,
-        poll_interval=args.poll_interval,
+        settle_ms=settings.settle,
+        settle_max_ms=settings.settle_max,
+        poll=settings.poll,
+        poll_interval=settings.poll_interval,
     )
     if spec is not None:
         first = run_preflight(
-            spec, python=python, cwd=workdir, paths=paths, timeout=args.preflight_timeout
+            spec, python=python, cwd=workdir, paths=paths, timeout=settings.preflight_timeout
         )
         if first.ok:
             for path in first.files:
@@ -252,7 +297,7 @@ def main(args: argparse.Namespace) -> int:
         "watching %d file(s); on change: %s%s",
         len(watchset.files()),
         action.describe(),
-        f" after a preflight of {spec}" if spec and not args.no_preflight else "",
+        f" after a preflight of {spec}" if spec and settings.preflight else "",
     )
     try:
         while not stop.wait(3600):
