@@ -98,3 +98,57 @@ def test_manual_reload_without_change_is_graceful(
         r"reload #1: manual reload \(SIGHUP\); graceful reload \(HUP\)", stream="err", start=mark
     )
     assert wait_up(port) == "v0"
+
+
+def test_symlink_swap_is_followed_under_run(
+    relaunch: Callable[..., Relaunch], tmp_path: Path
+) -> None:
+    """Started from `current` (a link to releases/1), relaunch sees the deploy swap the
+    link, preflights the new release and HUPs: every worker serves it; a broken release
+    is refused while the previous one keeps serving."""
+    releases = tmp_path / "releases"
+    for n in (1, 2, 3):
+        (releases / str(n)).mkdir(parents=True)
+        (releases / str(n) / "app.py").write_text(APP)
+        (releases / str(n) / "version.py").write_text(version_file(f"r{n}"))
+    (releases / "3" / "version.py").write_text('V = "broken\n')
+    current = tmp_path / "current"
+    current.symlink_to(releases / "1")
+    port = free_port()
+    assert GUNICORN is not None
+    proc = relaunch(
+        ["run", "--", GUNICORN, "-w", str(WORKERS), "-b", f"127.0.0.1:{port}", "app:app"],
+        cwd=current,
+        env={"XDG_RUNTIME_DIR": str(tmp_path), "PWD": str(current)},
+    )
+    assert wait_up(port) == "r1"
+
+    def swap(n: int) -> None:
+        new = tmp_path / "current.new"
+        new.symlink_to(releases / str(n))
+        new.replace(current)
+
+    with running_load(port, CLIENTS) as load:
+        load.wait_pids(WORKERS)
+        mark = proc.err.mark()
+        swap(2)
+        proc.expect(r"current now points to .*releases/2", stream="err", start=mark)
+        proc.expect(r"reload #1: .*graceful", stream="err", start=mark, timeout=90)
+        since = time.monotonic()
+        load.wait_served("r2", count=2 * CLIENTS)
+        assert load.served_after(since) == {"r2"}
+        # Every new worker has imported r2 before the broken release arrives.
+        load.wait_pids(2 * WORKERS)
+        mark = proc.err.mark()
+        swap(3)
+        proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark)
+        since = time.monotonic()
+        load.wait_served("r2", count=4 * CLIENTS)
+        assert load.served_after(since) == {"r2"}
+        # An edit in the release now running is watched, and reloads.
+        mark = proc.err.mark()
+        swap(2)
+        write(releases / "2" / "version.py", version_file("r2b"))
+        proc.expect(r"reload #2: .*graceful", stream="err", start=mark, timeout=90)
+        load.wait_served("r2b", count=2 * CLIENTS)
+    assert load.failures == [], load.failures[:5]

@@ -49,6 +49,7 @@ from ..preflight import MARKER, PreflightResult, describe_failure, run_probe
 from ..production import procs
 from ..run.child import Child
 from ..run.drivers import Driver, NotReloaded
+from ..run.releases import logical_cwd
 
 __all__ = [
     "PROBE",
@@ -258,7 +259,9 @@ class GunicornDriver(Driver):
         self.python = python
         self.preflight = preflight
         self.preflight_timeout = preflight_timeout
-        self.cwd = cwd or os.getcwd()
+        # By its logical name (a deploy's `current` link kept): the preflight after a
+        # swap then imports the new release, as gunicorn's new workers will.
+        self.cwd = cwd or logical_cwd()
         self._masters: weakref.WeakKeyDictionary[Child, int] = weakref.WeakKeyDictionary()
 
     def probe(self, *, load: bool) -> PreflightResult:

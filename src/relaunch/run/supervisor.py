@@ -131,7 +131,7 @@ class Supervisor:
         self.pass_fds = pass_fds
         self.releases = releases
         self.fresh_watchset = fresh_watchset
-        self._release_generation = 0  # programs started before it ran the old release
+        self._left_releases: set[str] = set()  # folders of releases switched away from
         self._retiring: list[threading.Thread] = []
         self._retiring_children: list[Child] = []
         self._stopping: Child | None = None
@@ -328,7 +328,7 @@ class Supervisor:
             if self.releases is not None and path in self.releases.targets:
                 swap = self.releases.swapped(path)
                 if swap is not None:
-                    self._release_switched(path, swap[1])
+                    self._release_switched(path, *swap)
                 continue
             if path == OVERFLOW:
                 log.warning("the OS dropped file events: checking every watched file")
@@ -360,7 +360,7 @@ class Supervisor:
         if relevant:
             self.settler.add(relevant, when)
 
-    def _release_switched(self, link: str, target: str) -> None:
+    def _release_switched(self, link: str, old: str, target: str) -> None:
         """A deploy pointed ``link`` at another release: run from there from now on."""
         assert self.releases is not None
         log.info("%s now points to %s", link, target)
@@ -372,7 +372,10 @@ class Supervisor:
         fresh = self.fresh_watchset() if self.fresh_watchset is not None else None
         if fresh is not None:
             self.watchset.adopt(fresh)
-            self._release_generation = self.generation + 1
+        # What the program still reports from the old release (until it restarts, or a
+        # server's workers roll over) is not watched.
+        self._left_releases.add(old)
+        self._left_releases.discard(target)
         self.strategy.release_switched()
         self._refresh_watcher()
         self._changed_unseen([link])
@@ -382,6 +385,8 @@ class Supervisor:
         added = False
         stale = []
         for path, mtime in files:
+            if any(is_within(path, left) for left in self._left_releases):
+                continue
             if self.watchset.add(path, how):
                 added = True
                 self._unwatched.add(path)
@@ -468,8 +473,6 @@ class Supervisor:
 
     def _on_message(self, generation: int, message: ipc.Message) -> None:
         current = generation == self.generation
-        if generation < self._release_generation and message.kind in ("mods", "watch", "failed"):
-            return  # files of the release the program no longer runs from
         if message.kind == "mods":
             if current:
                 self.strategy.child_modules(message.modules, time.monotonic())
