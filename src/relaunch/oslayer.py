@@ -463,7 +463,13 @@ def wait_readable(fd: int) -> None:
 # A pid alone does not name a process for long: once it exits, the kernel hands the
 # number to the next process. The start time tells two holders of one pid apart.
 
-__all__ += ["process_command", "process_owner", "process_start_ticks", "process_start_time"]
+__all__ += [
+    "live_children",
+    "process_command",
+    "process_owner",
+    "process_start_ticks",
+    "process_start_time",
+]
 
 
 def _proc_stat_fields(pid: int) -> list[str] | None:
@@ -536,3 +542,22 @@ def process_command(pid: int) -> str | None:
         return None
     words = [os.fsdecode(w) for w in raw.split(b"\0") if w]
     return " ".join(words) if words else None
+
+
+def live_children(pid: int) -> set[int]:
+    """The live (not zombie) direct children of any process ``pid`` (Linux: /proc;
+    empty elsewhere)."""
+    found: set[int] = set()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        fields = _proc_stat_fields(int(name))
+        if fields is None or fields[0] == "Z":
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(name))
+    return found

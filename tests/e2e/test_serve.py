@@ -177,41 +177,47 @@ def test_request_in_flight_during_reload_completes(site: Path, relaunch: Start) 
     wait_body(port, "<h1>two</h1>")
 
 
-def poll_until_stopped(port: int, stop: threading.Event, failures: list[str]) -> int:
-    """GET / in a loop until ``stop``; every refused or failed request goes to ``failures``."""
-    served = 0
-    deadline = time.monotonic() + 120
-    while not stop.is_set() and time.monotonic() < deadline:
-        try:
-            status, _ = get(port)
-            if status != 200:
-                failures.append(f"status {status}")
-            served += 1
-        except OSError as exc:
-            failures.append(repr(exc))
-        time.sleep(0.002)
-    return served
+class Polling:
+    """GET / in a loop on a thread while the ``with`` block runs; every refused or failed
+    request goes to ``failures``."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.failures: list[str] = []
+        self.served = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll)
+
+    def _poll(self) -> None:
+        deadline = time.monotonic() + 120
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                status, _ = get(self.port)
+                if status != 200:
+                    self.failures.append(f"status {status}")
+                self.served += 1
+            except OSError as exc:
+                self.failures.append(repr(exc))
+            time.sleep(0.002)
+
+    def __enter__(self) -> Polling:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def test_no_refused_connection_during_reloads(site: Path, relaunch: Start) -> None:
     r, port = serve(relaunch, site)
     wait_body(port, "<h1>one</h1>")
-    failures: list[str] = []
-    served: list[int] = []
-    stop = threading.Event()
-    poller = threading.Thread(
-        target=lambda: served.append(poll_until_stopped(port, stop, failures))
-    )
-    poller.start()
-    try:
+    with Polling(port) as polling:
         for n in range(1, 11):
             write(site / "msg.py", f"VALUE = 'v{n}'\n")
             wait_body(port, f"<h1>v{n}</h1>")
-    finally:
-        stop.set()
-        poller.join()
     assert r.err.count("reload #") >= 10
-    assert served[0] > 10 and failures == []
+    assert polling.served > 10 and polling.failures == []
 
 
 def test_live_reload_tells_pages_after_the_new_code_serves(
@@ -376,21 +382,11 @@ def test_tornado_app_is_served_on_the_held_socket(tmp_path: Path, relaunch: Star
     wait_body(port, "<h1>two</h1>")
 
     # No client is refused while it reloads.
-    failures: list[str] = []
-    stop = threading.Event()
-    served: list[int] = []
-    poller = threading.Thread(
-        target=lambda: served.append(poll_until_stopped(port, stop, failures))
-    )
-    poller.start()
-    try:
+    with Polling(port) as polling:
         for n in range(3, 9):
             write(tmp_path / "msg.py", f"VALUE = 'v{n}'\n")
             wait_body(port, f"<h1>v{n}</h1>")
-    finally:
-        stop.set()
-        poller.join()
-    assert failures == [] and served[0] > 10
+    assert polling.failures == [] and polling.served > 10
     # tornado's own reloader never re-executed the process behind relaunch's back.
     assert r.err.count("reload #") == 7
 

@@ -9,11 +9,12 @@ workers. :func:`watch_rollover` is that observation, reduced to one pure step
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .. import oslayer
 
 __all__ = [
     "Rollover",
@@ -27,32 +28,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    # The command name may hold spaces and parentheses: split after the last ')'.
-    return data.rsplit(")", 1)[1].split()
-
-
 def children(pid: int) -> set[int]:
     """The live (not zombie) direct children of ``pid``."""
-    found: set[int] = set()
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return found
-    for name in names:
-        if not name.isdigit():
-            continue
-        fields = _stat_fields(int(name))
-        if fields is None or fields[0] == "Z":
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(name))
-    return found
+    return oslayer.live_children(pid)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, step: float = 0.005) -> bool:

@@ -1,13 +1,15 @@
-"""Pieces every subcommand shares: the option table's flags, -v/-q."""
+"""Pieces every subcommand shares: the option table's flags, -v/-q, the watch set."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ..config import OPTIONS
+from ..config import OPTIONS, ConfigError, Settings
+from ..watch.rules import GitIgnore, Glob, IgnoreRules
+from ..watch.watchset import WatchEntry, WatchSet
 
-__all__ = ["add_noise_options", "add_option", "add_settings_options"]
+__all__ = ["add_noise_options", "add_option", "add_settings_options", "watchset_from_settings"]
 
 
 def add_option(parser: argparse.ArgumentParser, option: Any) -> None:
@@ -51,3 +53,21 @@ def add_noise_options(parser: argparse.ArgumentParser) -> None:
         help="also show the watch set, the watcher backend and each event",
     )
     noise.add_argument("-q", "--quiet", action="store_true", help="show only errors")
+
+
+def watchset_from_settings(settings: Settings, cwd: str, *, default_here: bool) -> WatchSet:
+    """The watch set the settings describe (``--watch`` entries anchored where they were
+    given); with no entry, ``default_here`` watches the current folder. Raises
+    ConfigError for a ``--watch`` path that does not exist."""
+    try:
+        entries = [WatchEntry.parse(text, cwd=anchor) for text, anchor in settings.watch]
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    if not entries and default_here:
+        entries = [WatchEntry.parse(".", cwd=cwd)]
+    rules = IgnoreRules(
+        user=[Glob(text, anchor) for text, anchor in settings.ignore],
+        gitignore=GitIgnore.find(cwd) if settings.gitignore else None,
+        bases=[cwd, *(entry.base for entry in entries)],
+    )
+    return WatchSet(entries=entries, rules=rules, watch_installed=settings.watch_installed)

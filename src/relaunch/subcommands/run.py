@@ -13,9 +13,8 @@ from ..command import Command, resolve
 from ..config import OPTIONS, ConfigError, Settings, load
 from ..run.child import interpreter_info
 from ..run.releases import ReleaseLinks, logical_cwd
-from ..watch.rules import GitIgnore, Glob, IgnoreRules
-from ..watch.watchset import WatchEntry, WatchSet
-from .common import add_noise_options, add_settings_options
+from ..watch.watchset import WatchSet
+from .common import add_noise_options, add_settings_options, watchset_from_settings
 
 if TYPE_CHECKING:
     from ..run.supervisor import Supervisor
@@ -74,19 +73,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def build_watchset(settings: Settings, command: Command | None, cwd: str) -> WatchSet:
-    """The watch set for a run, from settings. Raises ConfigError for a bad --watch."""
-    try:
-        entries = [WatchEntry.parse(text, cwd=anchor) for text, anchor in settings.watch]
-    except FileNotFoundError as exc:
-        raise ConfigError(str(exc)) from None
-    if not entries and (command is None or not command.is_python):
-        entries = [WatchEntry.parse(".", cwd=cwd)]
-    rules = IgnoreRules(
-        user=[Glob(text, anchor) for text, anchor in settings.ignore],
-        gitignore=GitIgnore.find(cwd) if settings.gitignore else None,
-        bases=[cwd, *(entry.base for entry in entries)],
+    """The watch set for a run: a Python program's imports are watched as they come, so
+    without --watch only another command watches the current folder."""
+    return watchset_from_settings(
+        settings, cwd, default_here=command is None or not command.is_python
     )
-    return WatchSet(entries=entries, rules=rules, watch_installed=settings.watch_installed)
 
 
 _MODULE_SUFFIXES = (".py", ".pyw", ".so", ".pyd")

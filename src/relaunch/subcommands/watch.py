@@ -19,16 +19,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import cast
 
-from ..config import WATCH_OPTIONS, ConfigError, Settings, load, options_named
+from ..config import WATCH_OPTIONS, ConfigError, load, options_named
 from ..preflight import AppSpec, describe_failure, parse_app_spec, run_preflight
 from ..production.actions import Action, parse_signal
 from ..production.pidfile import PidTarget
 from ..run.releases import logical_cwd
-from ..watch.rules import GitIgnore, Glob, IgnoreRules
-from ..watch.watchset import WatchEntry, WatchSet
-from .common import add_noise_options, add_option
+from .common import add_noise_options, add_option, watchset_from_settings
 
-__all__ = ["HELP", "NAME", "build_action", "build_watchset", "configure", "main"]
+__all__ = ["HELP", "NAME", "build_action", "configure", "main"]
 
 log = logging.getLogger("relaunch")
 
@@ -158,23 +156,6 @@ def build_action(args: argparse.Namespace, cwd: str) -> Action:
     return Action("exec", command=args.exec_command)
 
 
-def build_watchset(settings: Settings, spec: AppSpec | None, cwd: str) -> WatchSet:
-    """The watch set from settings (``--watch`` entries anchored where they were given).
-    Without entries and without an application, the current folder. Raises ConfigError."""
-    try:
-        entries = [WatchEntry.parse(text, cwd=anchor) for text, anchor in settings.watch]
-    except FileNotFoundError as exc:
-        raise ConfigError(str(exc)) from None
-    if not entries and spec is None:
-        entries = [WatchEntry.parse(".", cwd=cwd)]
-    rules = IgnoreRules(
-        user=[Glob(text, anchor) for text, anchor in settings.ignore],
-        gitignore=GitIgnore.find(cwd) if settings.gitignore else None,
-        bases=[cwd, *(entry.base for entry in entries)],
-    )
-    return WatchSet(entries=entries, rules=rules, watch_installed=settings.watch_installed)
-
-
 def _check_target(action: Action) -> None:
     """At start: record the process to signal, or say why it cannot be yet."""
     if action.target is None:
@@ -219,7 +200,8 @@ def main(args: argparse.Namespace) -> int:
         workdir,
     ]
     python = args.python or os.environ.get("RELAUNCH_PYTHON") or None
-    watchset = build_watchset(settings, spec, cwd)
+    # The application's imports are watched once it is known; without one, the folder.
+    watchset = watchset_from_settings(settings, cwd, default_here=spec is None)
     watchset.set_excluded_roots(interpreter_info(python or sys.executable).roots)
     _check_target(action)
 
