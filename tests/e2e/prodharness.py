@@ -211,3 +211,28 @@ def write_atomic(path: os.PathLike[str] | str, text: str) -> None:
     if os.stat(tmp).st_mtime_ns <= before:
         os.utime(tmp, ns=(before + 1_000_000, before + 1_000_000))
     os.replace(tmp, target)
+
+
+def wsgi_site(script: str, *, prefix: str = "relaunch-mod-wsgi-") -> str:
+    """A folder in /tmp holding ``app.py``, ``version.py`` (v0) and ``app.wsgi`` (``script``),
+    readable by the user Apache's daemon processes run as (nobody)."""
+    import tempfile
+
+    site = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    os.chmod(site, 0o755)
+    for name, text in (("app.py", APP), ("version.py", version_file("v0")), ("app.wsgi", script)):
+        path = os.path.join(site, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+    return site
+
+
+def express_args(site: str, port: int, *, processes: int = 4) -> list[str]:
+    """``mod_wsgi-express start-server`` arguments for ``site``: daemon mode, ``processes``
+    single-threaded daemon processes run as nobody, errors on the terminal."""
+    return [
+        "start-server", "app.wsgi", "--host", "127.0.0.1", "--port", str(port),
+        "--user", "nobody", "--group", "nogroup", "--processes", str(processes),
+        "--threads", "1", "--server-root", os.path.join(site, "server"), "--log-to-terminal",
+    ]  # fmt: skip

@@ -1,6 +1,9 @@
-"""Apache + mod_wsgi (daemon mode, 4 daemon processes) reloaded by ``relaunch watch
---touch app.wsgi --preflight app.wsgi``: the script file is touched only once the new
-code imports, so the daemon process group restarts into working code.
+"""Apache + mod_wsgi (daemon mode, 4 daemon processes) reloaded three ways, each only
+once the new code imports (preflight): by ``relaunch watch --touch app.wsgi --preflight
+app.wsgi`` (the script file is touched, so the daemon process group restarts into
+working code); by ``relaunch.integrations.mod_wsgi`` imported from the WSGI script (a
+watcher thread in each daemon process); by ``relaunch run -- mod_wsgi-express ...``
+(the driver touches the script and restarts the daemon processes; Apache stays up).
 
 Saves here are atomic (rename over): mod_wsgi's daemons re-import lazily, at their
 next request after the touch, so one of them may import at any moment, including
@@ -16,19 +19,26 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from .harness import Relaunch
+import relaunch as relaunch_package
+from relaunch.integrations.mod_wsgi.express import daemon_processes
+
+from .harness import Proc, Relaunch, wait_until
 from .prodharness import (
     APP,
+    Load,
+    express_args,
     find_server,
     free_port,
     report,
     running_load,
     version_file,
     write_atomic,
+    wsgi_site,
 )
 from .prodharness import wait_responding as wait_up
 
@@ -139,3 +149,164 @@ def test_syntax_error_is_reported_never_served_and_the_fix_is_picked_up(
         load.wait_served("v1", count=4 * CLIENTS)
     assert load.failures == [], load.failures[:5]
     assert {o.version for o in load.snapshot()} == {"v0", "v1"}
+
+
+# -- relaunch.integrations.mod_wsgi, imported by the WSGI script --------------------------
+
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(relaunch_package.__file__)))
+
+IN_SCRIPT = f"""\
+import os
+import sys
+
+sys.path.insert(0, {SRC!r})  # relaunch, for the daemon processes' interpreter
+sys.path.insert(0, os.path.dirname(__file__))
+from relaunch.integrations import mod_wsgi as reloader  # noqa: E402
+
+reloader.start(on_next_request=ON_NEXT_REQUEST)
+from app import application  # noqa: E402,F401
+"""
+
+
+def _wait_group_serves(load: Load, version: str, root: int) -> None:
+    """Wait until every daemon process under ``root`` has answered with ``version``.
+
+    A daemon process imports the code on disk when it starts (it is preloaded), without
+    preflight: a broken save made while processes are still starting after a reload is
+    what they load. The tests save the broken version once none is starting.
+    """
+
+    def settled() -> bool:
+        current = daemon_processes(root)
+        served = {o.pid for o in load.snapshot() if o.version == version}
+        return len(current) == PROCESSES and current <= served
+
+    wait_until(settled, timeout=60, what=f"every daemon process to serve {version}")
+
+
+@contextmanager
+def _express_in_script(on_next_request: bool) -> Iterator[tuple[Path, int, Proc]]:
+    """mod_wsgi-express (4 daemon processes as nobody) serving a script that starts
+    relaunch's in-process reloader; always stopped, its output shown on failure."""
+    if EXPRESS is None:
+        pytest.skip("mod_wsgi-express is not installed (bash .ci/install-servers.sh)")
+    if os.geteuid() != 0:
+        pytest.skip("these tests run Apache's daemons as nobody, which needs root")
+    script = IN_SCRIPT.replace("ON_NEXT_REQUEST", repr(on_next_request))
+    site = Path(wsgi_site(script))
+    # The daemon processes' temporary folder (their shared preflight verdict) goes with
+    # the site.
+    (site / "tmp").mkdir()
+    (site / "tmp").chmod(0o1777)
+    port = free_port()
+    argv = [EXPRESS, *express_args(str(site), port, processes=PROCESSES)]
+    server = Proc(argv, site, {"TMPDIR": str(site / "tmp")})
+    try:
+        assert wait_up(port) == "v0"
+        # Every daemon process watches before the first edit.
+        wait_until(
+            lambda: server.err.count(r"\[relaunch\] watching daemon process") >= PROCESSES,
+            timeout=60,
+            what="each daemon process to start watching",
+        )
+        yield site, port, server
+        assert list((site / "tmp").glob("relaunch-mod_wsgi-*.json"))
+    finally:
+        server.close()
+        print(server.output()[-200000:])  # shown by pytest when the test failed
+        shutil.rmtree(site, ignore_errors=True)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("on_next_request", [False, True], ids=["sigint", "next-request"])
+def test_in_script_reloader_under_load(on_next_request: bool) -> None:
+    """Reloads with no failed request; a syntax error is reported in Apache's error log
+    and never served (the old version keeps answering); its fix is picked up."""
+    reloads = 6
+    with _express_in_script(on_next_request) as (site, port, server):
+        coexist: list[float] = []
+        with running_load(port, CLIENTS) as load:
+            load.wait_pids(PROCESSES)
+            for i in range(1, reloads + 1):
+                write_atomic(site / "version.py", version_file(f"v{i}"))
+                load.wait_served(f"v{i}", count=4 * CLIENTS)
+                coexist.append(load.coexistence(f"v{i - 1}", f"v{i}"))
+            _wait_group_serves(load, f"v{reloads}", server.proc.pid)
+            mark = server.err.mark()
+            write_atomic(site / "version.py", 'V = "broken\n')
+            server.expect(r"preflight failed.*SyntaxError", stream="err", start=mark, timeout=30)
+            wait_until(
+                lambda: server.err.count(r"version.py changed; preflight failed") >= PROCESSES,
+                timeout=30,
+                what="every daemon process to refuse the broken version",
+            )
+            since = time.monotonic()
+            load.wait_served(f"v{reloads}", count=4 * CLIENTS)
+            after = [o for o in load.snapshot() if o.started >= since]
+            assert {o.version for o in after} == {f"v{reloads}"}, [
+                o for o in after if o.version != f"v{reloads}"
+            ][:5]
+            fixed = f"v{reloads + 1}"
+            write_atomic(site / "version.py", version_file(fixed))
+            load.wait_served(fixed, count=4 * CLIENTS)
+        assert load.failures == [], load.failures[:5]
+        assert server.err.count(r"Traceback") >= 1  # the preflight's, in the error log
+        how = "next request" if on_next_request else "SIGINT"
+        report(f"Apache mod_wsgi, in-script reloader ({how})", load, reloads, coexist)
+
+
+# -- relaunch run -- mod_wsgi-express start-server ... -----------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_relaunch_run_mod_wsgi_express_under_load(relaunch: Callable[..., Relaunch]) -> None:
+    """The driver preflights, then touches the script and restarts the daemon processes
+    (Apache and its listening socket stay): no failed request; a syntax error is
+    reported, never served, and its fix is picked up."""
+    if EXPRESS is None:
+        pytest.skip("mod_wsgi-express is not installed (bash .ci/install-servers.sh)")
+    if os.geteuid() != 0:
+        pytest.skip("these tests run Apache's daemons as nobody, which needs root")
+    site = Path(wsgi_site(SCRIPT))
+    port = free_port()
+    proc = relaunch(["run", "--", EXPRESS, *express_args(str(site), port)], cwd=site)
+    reloads = 5
+    try:
+        proc.expect(r"mod_wsgi driver: watching [1-9]\d* file\(s\)", stream="err", timeout=60)
+        assert wait_up(port) == "v0"
+        coexist: list[float] = []
+        with running_load(port, CLIENTS) as load:
+            load.wait_pids(PROCESSES)
+            for i in range(1, reloads + 1):
+                mark = proc.err.mark()
+                write_atomic(site / "version.py", version_file(f"v{i}"))
+                proc.expect(
+                    rf"mod_wsgi reload #{i}: version.py changed; preflight ok .*touched app.wsgi",
+                    stream="err",
+                    start=mark,
+                    timeout=60,
+                )
+                load.wait_served(f"v{i}", count=4 * CLIENTS)
+                coexist.append(load.coexistence(f"v{i - 1}", f"v{i}"))
+            _wait_group_serves(load, f"v{reloads}", proc.proc.pid)
+            mark = proc.err.mark()
+            write_atomic(site / "version.py", 'V = "broken\n')
+            proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark, timeout=30)
+            proc.expect(r"still serving the previous version", stream="err", start=mark)
+            since = time.monotonic()
+            load.wait_served(f"v{reloads}", count=4 * CLIENTS)
+            after = [o for o in load.snapshot() if o.started >= since]
+            assert {o.version for o in after} == {f"v{reloads}"}, [
+                o for o in after if o.version != f"v{reloads}"
+            ][:5]
+            write_atomic(site / "version.py", version_file(f"v{reloads + 1}"))
+            proc.expect(rf"mod_wsgi reload #{reloads + 1}:", stream="err", start=mark, timeout=60)
+            load.wait_served(f"v{reloads + 1}", count=4 * CLIENTS)
+        assert load.failures == [], load.failures[:5]
+        # Apache itself was never restarted (that would refuse connections), nor stopped.
+        assert proc.err.count(r"^\[relaunch\] (reload #|program exited|error: program)") == 0
+        report("Apache mod_wsgi via relaunch run (touch + restart)", load, reloads, coexist)
+    finally:
+        proc.close()
+        print(proc.output()[-200000:])  # shown by pytest when the test failed
+        shutil.rmtree(site, ignore_errors=True)

@@ -61,8 +61,9 @@ def driver_for(
     reload (``--no-preflight`` turns it off); ``preflight_timeout`` bounds it.
     """
     from ..integrations import gunicorn, uwsgi
+    from ..integrations.mod_wsgi import express
 
-    for integration in (gunicorn, uwsgi):
+    for integration in (gunicorn, uwsgi, express):
         driver: Driver | None = integration.driver_for(
             command, preflight=preflight, preflight_timeout=preflight_timeout
         )
