@@ -43,11 +43,6 @@ class Driver:
         block for as long as a graceful reload takes."""
         return None
 
-    def environment(self) -> dict[str, str]:
-        """Extra environment variables the program needs for this driver (e.g. where
-        uWSGI's master FIFO is). Asked once, before the first start."""
-        return {}
-
     def close(self) -> None:
         """Release what the driver holds (relaunch is exiting)."""
 
