@@ -531,8 +531,8 @@ def process_owner(pid: int) -> int | None:
 
 
 def process_command(pid: int) -> str | None:
-    """``pid``'s command line, for messages (a process may rewrite it: never compare
-    it); None where unknown."""
+    """``pid``'s command line; None where unknown. A process may rewrite it: compare it
+    only where the process names itself on purpose (mod_wsgi's daemon processes)."""
     if not IS_LINUX:
         return None
     try:

@@ -310,3 +310,80 @@ def test_relaunch_run_mod_wsgi_express_under_load(relaunch: Callable[..., Relaun
         proc.close()
         print(proc.output()[-200000:])  # shown by pytest when the test failed
         shutil.rmtree(site, ignore_errors=True)
+
+
+# -- a symlinked release swapped under relaunch watch ---------------------------------------
+
+
+@pytest.mark.timeout(200)
+def test_symlink_swap_is_followed_with_a_graceful_restart(
+    relaunch: Callable[..., Relaunch],
+) -> None:
+    """Apache serves `current/app.wsgi` (current -> releases/1). A swap changes the file
+    behind the script's path, which mod_wsgi's own script reloading would load at the
+    next request, preflight or not: so reloading is off, and relaunch watch, started
+    from `current`, sees the swap, preflights the new release and only then restarts
+    the daemon processes (mod_wsgi's graceful SIGINT, through --exec); a broken release
+    is refused and the previous one keeps serving."""
+    if EXPRESS is None:
+        pytest.skip("mod_wsgi-express is not installed (bash .ci/install-servers.sh)")
+    if os.geteuid() != 0:
+        pytest.skip("these tests run Apache's daemons as nobody, which needs root")
+    root = Path(tempfile.mkdtemp(prefix="relaunch-mod-wsgi-releases-", dir="/tmp"))
+    root.chmod(0o755)
+    for n, text in ((1, version_file("r1")), (2, version_file("r2")), (3, 'V = "broken\n')):
+        release = root / "releases" / str(n)
+        release.mkdir(parents=True)
+        for path in (root / "releases", release):
+            path.chmod(0o755)
+        for name, content in (("app.py", APP), ("version.py", text), ("app.wsgi", SCRIPT)):
+            (release / name).write_text(content)
+            (release / name).chmod(0o644)
+    current = root / "current"
+    current.symlink_to(root / "releases" / "1")
+
+    def swap(n: int) -> None:
+        new = root / "current.new"
+        new.symlink_to(root / "releases" / str(n))
+        new.replace(current)
+
+    port = free_port()
+    # mod_wsgi-express resolves relative paths with getcwd(), which resolves links: name
+    # the script and the working folder through the link, as a deploy must.
+    args = express_args(str(current), port, processes=PROCESSES)
+    args[args.index("--server-root") + 1] = str(root / "server")
+    args[args.index("app.wsgi")] = str(current / "app.wsgi")
+    args += ["--working-directory", str(current), "--disable-reloading"]
+    assert EXPRESS is not None
+    server = Proc([EXPRESS, *args], current, {"PWD": str(current)})
+    try:
+        assert wait_up(port) == "r1"
+        python = os.path.join(os.path.dirname(EXPRESS), "python")
+        restart = f"pkill -INT -f '^[(]wsgi:127.0.0.1:{port}:'"
+        proc = relaunch(
+            ["watch", "--exec", restart, "--preflight", "app.wsgi", "--python", python],
+            cwd=current,
+            env={"PWD": str(current)},
+        )
+        proc.expect(r"watching \d+ file\(s\); on change: .*pkill", stream="err")
+        with running_load(port, CLIENTS) as load:
+            load.wait_served("r1", count=CLIENTS)
+            mark = proc.err.mark()
+            swap(2)
+            proc.expect(r"current now points to .*releases/2", stream="err", start=mark)
+            proc.expect(r'reload #1: .*ran "pkill', stream="err", start=mark)
+            load.wait_served("r2", count=4 * CLIENTS)
+            since = time.monotonic()
+            load.wait_served("r2", count=4 * CLIENTS)
+            assert load.served_after(since) == {"r2"}
+            mark = proc.err.mark()
+            swap(3)
+            proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark)
+            since = time.monotonic()
+            load.wait_served("r2", count=4 * CLIENTS)
+            assert load.served_after(since) == {"r2"}
+        assert load.failures == [], load.failures[:5]
+    finally:
+        server.close()
+        print(server.output()[-100000:])  # shown by pytest when the test failed
+        shutil.rmtree(root, ignore_errors=True)

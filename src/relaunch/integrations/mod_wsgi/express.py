@@ -219,12 +219,8 @@ def daemon_processes(root: int | None = None) -> set[int]:
 
     found: set[int] = set()
     for pid in oslayer.descendants(os.getpid() if root is None else root):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                name = f.read(64)
-        except OSError:
-            continue
-        if name.startswith(b"(wsgi:") and not name.startswith(b"(wsgi:service:"):
+        name = oslayer.process_command(pid) or ""
+        if name.startswith("(wsgi:") and not name.startswith("(wsgi:service:"):
             found.add(pid)
     return found
 
