@@ -464,6 +464,7 @@ def wait_readable(fd: int) -> None:
 # number to the next process. The start time tells two holders of one pid apart.
 
 __all__ += [
+    "has_epoll_instance",
     "live_children",
     "process_command",
     "process_owner",
@@ -561,3 +562,20 @@ def live_children(pid: int) -> set[int]:
         if int(fields[1]) == pid:
             found.add(int(name))
     return found
+
+
+def has_epoll_instance(pid: int) -> bool | None:
+    """Whether ``pid`` holds an epoll instance (a server that entered its event loop);
+    None where that cannot be seen (not Linux, not allowed, no such process)."""
+    folder = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(folder)
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            if os.readlink(f"{folder}/{fd}") == "anon_inode:[eventpoll]":
+                return True
+        except OSError:
+            continue
+    return False

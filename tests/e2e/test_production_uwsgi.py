@@ -3,11 +3,14 @@ graceful reloads, under load, with preflight keeping broken code out."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from relaunch.integrations.uwsgi import UwsgiDriver, parse_uwsgi_args
 
 from .harness import Relaunch, write
 from .prodharness import APP, find_server, free_port, report, running_load, version_file
@@ -18,10 +21,6 @@ pytestmark = [
     pytest.mark.skipif(
         UWSGI is None, reason="uWSGI is not installed (bash .ci/install-servers.sh)"
     ),
-    # Known flaky: a single reset connection was seen in about 1 run in 3 on a loaded
-    # 2-core machine, in both tests, and the load test takes 90-200 s. Until the cause
-    # is found (issue 5 stays open), these run with `pytest -m slow`, not in CI.
-    pytest.mark.slow,
 ]
 WORKERS = 4
 CLIENTS = 8
@@ -46,6 +45,11 @@ def _start(relaunch: Callable[..., Relaunch], tmp_path: Path, port: int, lazy: b
         "--disable-logging",
         "--listen",
         "64",
+        # Single-threaded uWSGI 2.0 workers can drop a connection they have just
+        # accepted when a reload stops them (relaunch warns): the configuration that
+        # fails no request has two threads or more.
+        "--threads",
+        "2",
     ]
     if lazy:
         args.append("--lazy-apps")
@@ -54,24 +58,26 @@ def _start(relaunch: Callable[..., Relaunch], tmp_path: Path, port: int, lazy: b
     return proc
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize(
-    "lazy",
+    ("lazy", "reloads"),
     [
-        # ~200 s: uWSGI moves one worker per second of its master loop.
-        pytest.param(True, id="chain-lazy-apps"),
-        pytest.param(False, id="graceful"),
+        # About 2 s a reload: uWSGI's master sleeps 2 s ("worker respawning too fast")
+        # when a worker slot is respawned twice within a second, as back-to-back
+        # reloads do.
+        pytest.param(True, 12, id="chain-lazy-apps"),
+        pytest.param(False, 20, id="graceful"),
     ],
 )
-def test_twenty_reloads_under_load_fail_no_request(
-    relaunch: Callable[..., Relaunch], tmp_path: Path, lazy: bool
+def test_reloads_under_load_fail_no_request(
+    relaunch: Callable[..., Relaunch], tmp_path: Path, lazy: bool, reloads: int
 ) -> None:
     port = free_port()
     proc = _start(relaunch, tmp_path, port, lazy)
     coexist: list[float] = []
     with running_load(port, CLIENTS) as load:
         load.wait_pids(WORKERS)
-        for i in range(1, 21):
+        for i in range(1, reloads + 1):
             mark = proc.err.mark()
             write(tmp_path / "version.py", version_file(f"v{i}"))
             kind = "chain reload" if lazy else "graceful reload"
@@ -81,10 +87,11 @@ def test_twenty_reloads_under_load_fail_no_request(
             assert load.served_after(since) == {f"v{i}"}
             coexist.append(load.coexistence(f"v{i - 1}", f"v{i}"))
     assert load.failures == [], load.failures[:5]
-    report(f"uWSGI {'chain reload (lazy-apps)' if lazy else 'graceful reload'}", load, 20, coexist)
+    name = "chain reload (lazy-apps)" if lazy else "graceful reload"
+    report(f"uWSGI {name}", load, reloads, coexist)
 
 
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(120)
 def test_syntax_error_is_reported_never_served_and_the_fix_is_picked_up(
     relaunch: Callable[..., Relaunch], tmp_path: Path
 ) -> None:
@@ -105,3 +112,12 @@ def test_syntax_error_is_reported_never_served_and_the_fix_is_picked_up(
         load.wait_served("v1", count=2 * CLIENTS)
     assert load.failures == [], load.failures[:5]
     assert {o.version for o in load.snapshot()} == {"v0", "v1"}
+
+
+def test_single_threaded_workers_are_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="relaunch.integrations.uwsgi")
+    UwsgiDriver("uwsgi", parse_uwsgi_args(["--master", "--module", "app:app"]))
+    assert "--threads 2" in caplog.text
+    caplog.clear()
+    UwsgiDriver("uwsgi", parse_uwsgi_args(["--master", "--threads=4", "--module", "app:app"]))
+    assert caplog.text == ""

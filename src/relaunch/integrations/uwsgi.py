@@ -9,7 +9,29 @@ if that fails nothing is reloaded. Then it writes to the master FIFO
 up before the next old one goes) when ``--lazy-apps`` lets workers load the code
 themselves; ``r``, a **graceful reload** of the whole instance otherwise. Without a
 FIFO it sends SIGHUP, the same graceful reload. It waits, watching processes,
-until every worker is new, and reports how long old and new workers coexisted.
+until every worker is new and has started, and reports how long old and new workers
+coexisted.
+
+Two uWSGI 2.0 behaviours decide how (both seen with 2.0.31, with strace):
+
+* A worker does not act on SIGHUP from its fork until it has loaded the application
+  and entered its request loop (at start-up it inherits SIG_IGN). A graceful reload
+  asked in that window is lost for that worker: it keeps serving until
+  ``--worker-reload-mercy`` (60 s), then the master SIGKILLs it, whatever request it
+  is serving. So the driver asks for a reload only when every worker has started (its
+  loop's epoll instance exists), and reports a reload as done only when every new
+  worker has.
+* A single-threaded worker told to stop exits at once unless it is inside a request,
+  and it counts as inside one only after ``accept()`` returned *and* it began reading:
+  a SIGHUP landing in between drops the connection it has just accepted (the client
+  sees "connection reset by peer"). A worker with ``--threads 2`` or more finishes what
+  it accepted. Nothing outside uWSGI closes that window, so the driver warns once when
+  the workers are single-threaded.
+
+uWSGI's master moves a chain reload (and reaps workers) once per second of its loop;
+while a reload runs the driver wakes the master with a newline on the FIFO (an unknown
+command, ignored) whenever a worker exits or starts, and every quarter second, so the
+chain moves at the speed of the workers instead.
 
 Pass ``--die-on-term``: uWSGI 2.0 otherwise treats relaunch's SIGTERM at stop time
 as "reload", and relaunch has to kill it after ``--grace``.
@@ -22,6 +44,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +54,7 @@ from ..preflight import AppSpec, describe_failure, run_preflight
 from ..production import procs
 from ..run.child import Child
 from ..run.drivers import Driver, NotReloaded
+from ..run.releases import logical_cwd
 
 __all__ = ["UwsgiDriver", "UwsgiOptions", "driver_for", "parse_uwsgi_args"]
 
@@ -47,6 +71,7 @@ _ALIASES = {
     "master-fifo": "master-fifo",
     "p": "processes", "processes": "processes", "workers": "processes",
     "M": "master", "master": "master",
+    "threads": "threads",
 }  # fmt: skip
 _FLAGS = frozenset({"lazy-apps", "master"})
 
@@ -65,6 +90,7 @@ class UwsgiOptions:
     master: bool = False
     master_fifo: str | None = None
     processes: int = 1
+    threads: int = 1
     unknown: tuple[str, ...] = field(default=())
 
     def app_spec(self, cwd: str) -> AppSpec | None:
@@ -104,7 +130,7 @@ def parse_uwsgi_args(args: Sequence[str]) -> UwsgiOptions:
                 continue
         if key == "pythonpath":
             paths.append(value)
-        elif key == "processes":
+        elif key in ("processes", "threads"):
             try:
                 values[key] = max(1, int(value))
             except ValueError:
@@ -122,6 +148,7 @@ def parse_uwsgi_args(args: Sequence[str]) -> UwsgiOptions:
         master=bool(values.get("master")),
         master_fifo=_str(values.get("master-fifo")),
         processes=int(values.get("processes", 1)),  # type: ignore[call-overload]
+        threads=int(values.get("threads", 1)),  # type: ignore[call-overload]
         unknown=tuple(unknown),
     )
 
@@ -143,6 +170,62 @@ def _python_for(options: UwsgiOptions, uwsgi: str, cwd: str) -> str:
     return sys.executable
 
 
+def _started(pid: int) -> bool:
+    """Whether a uWSGI worker has started: loaded the app and entered its request loop,
+    with its SIGHUP handler installed (before that it ignores SIGHUP, and a reload asked
+    then is lost). Entering the loop creates an epoll instance, the sign seen from
+    outside; where it cannot be seen, the answer is yes."""
+    has_epoll = oslayer.has_epoll_instance(pid)
+    return True if has_epoll is None else has_epoll
+
+
+class _Workers:
+    """The master's children, for :func:`procs.watch_rollover`, waking the master (a
+    newline on its FIFO: no command) whenever one exits, appears or finishes starting,
+    and every quarter second, so that uWSGI reaps, respawns and moves its chain now
+    rather than at the next second of its loop."""
+
+    NUDGE_EVERY = 0.25
+
+    def __init__(self, master: int, fifo: str | None) -> None:
+        self.master = master
+        self.fifo = fifo
+        self.started: set[int] = set()
+        self.seen: tuple[frozenset[int], frozenset[int]] | None = None
+        self.nudged = 0.0
+
+    def __call__(self) -> set[int]:
+        if not oslayer.process_alive(self.master):
+            return set()
+        live = procs.children(self.master)
+        self.started &= live
+        self.started |= {pid for pid in live - self.started if _started(pid)}
+        state = (frozenset(live), frozenset(self.started))
+        if state != self.seen or time.monotonic() - self.nudged >= self.NUDGE_EVERY:
+            self.seen = state
+            self.nudge()
+        return live
+
+    def all_started(self) -> bool:
+        live = self()
+        return live <= self.started
+
+    def nudge(self) -> None:
+        self.nudged = time.monotonic()
+        if self.fifo is None:
+            return
+        try:
+            fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return  # no reader right now (the master re-executing, or recreating it)
+        try:
+            os.write(fd, b"\n")
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 class UwsgiDriver(Driver):
     """Graceful uWSGI reloads for ``relaunch run -- uwsgi ...`` (see module doc)."""
 
@@ -160,9 +243,16 @@ class UwsgiDriver(Driver):
         self.options = options
         self.preflight = preflight
         self.preflight_timeout = preflight_timeout
-        self.cwd = cwd or os.getcwd()
+        self.cwd = cwd or logical_cwd()  # a deploy's `current` link kept
         self.python = _python_for(options, executable, self.cwd)
         self.fifo = os.path.join(self.cwd, options.master_fifo) if options.master_fifo else None
+        self.start_timeout = 60.0  # uWSGI's own default --worker-reload-mercy
+        if options.master and options.threads < 2:
+            log.warning(
+                "uWSGI workers are single-threaded: a graceful reload can reset a connection"
+                " a worker has just accepted (uWSGI 2.0 stops such a worker at once); run"
+                " uWSGI with --threads 2 or more for reloads that fail no request"
+            )
 
     def _preflight(self) -> str | None:
         """None if the new code imports (or there is nothing to check), else why not."""
@@ -181,12 +271,22 @@ class UwsgiDriver(Driver):
 
     def _ask(self, master: int, command: bytes) -> str:
         if self.fifo is not None:
-            try:
-                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as exc:
-                if exc.errno not in (errno.ENXIO, errno.ENOENT):
-                    raise
-            else:
+            # The master recreates its FIFO after each writer closes it: a moment
+            # without a reader (ENXIO) or without the file (ENOENT) is normal.
+            deadline = time.monotonic() + 1.0
+            while True:
+                try:
+                    fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENXIO, errno.ENOENT):
+                        raise
+                    if time.monotonic() < deadline:
+                        time.sleep(0.01)
+                        continue
+                    if command != b"r":
+                        # SIGHUP means "r": never a different reload than the one asked.
+                        return f"master FIFO {command.decode()!r} (no reader yet)"
+                    break
                 try:
                     os.write(fd, command)
                 finally:
@@ -202,29 +302,31 @@ class UwsgiDriver(Driver):
         failed = self._preflight()
         if failed is not None:
             return NotReloaded(f"preflight failed: {failed}; still serving the previous version")
+        workers = _Workers(master, self.fifo)
+        # A worker still starting ignores SIGHUP: it would miss this reload and be
+        # killed mid-request after --worker-reload-mercy (see the module doc).
+        if not procs.wait_for(workers.all_started, self.start_timeout, step=0.01):
+            log.warning("uWSGI workers still starting after %.0f s", self.start_timeout)
         old = procs.children(master)
         chain = self.options.lazy_apps and self.fifo is not None
         command = b"c" if chain else b"r"
 
-        def started() -> bool:
-            return procs.children(master) != old
+        def changing() -> bool:
+            return workers() != old
 
         # uWSGI ignores a chain reload asked while the previous one is still finishing
-        # ("chain reload already running", decided once per second of its master
-        # loop): ask again until workers start to change.
-        for _attempt in range(30):
+        # ("chain reload already running", until the next pass of its master loop):
+        # ask again until workers start to change.
+        for _attempt in range(60):
             how = self._ask(master, command)
-            if procs.wait_for(started, 2.5):
+            if procs.wait_for(changing, 0.5 if chain else 2.5):
                 break
-        rollover = procs.watch_rollover(
-            lambda: procs.children(master) if oslayer.process_alive(master) else set(),
-            old,
-            self.options.processes,
-            timeout=120.0,
-        )
+        rollover = procs.watch_rollover(workers, old, self.options.processes, timeout=120.0)
         kind = "chain reload, one worker at a time" if chain else "graceful reload"
         if rollover is None:
             return f"{kind} ({how}) asked; the workers did not all roll over in time"
+        if not procs.wait_for(workers.all_started, self.start_timeout, step=0.01):
+            return f"{kind} ({how}): new workers still starting after {self.start_timeout:.0f} s"
         return (
             f"{kind} ({how}): {len(rollover.new)} new worker(s), every old one finished; "
             f"old and new code served side by side for {rollover.coexisted * 1000:.0f} ms"
