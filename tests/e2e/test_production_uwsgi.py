@@ -121,3 +121,50 @@ def test_single_threaded_workers_are_warned_about(caplog: pytest.LogCaptureFixtu
     caplog.clear()
     UwsgiDriver("uwsgi", parse_uwsgi_args(["--master", "--threads=4", "--module", "app:app"]))
     assert caplog.text == ""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("lazy", [True, False], ids=["chain-lazy-apps", "graceful"])
+def test_symlink_swap_is_followed(
+    relaunch: Callable[..., Relaunch], tmp_path: Path, lazy: bool
+) -> None:
+    """relaunch and uWSGI started from `current` (a link to releases/1), uWSGI told to
+    `--chdir` there: a swap is preflighted and reloaded into; a broken release is
+    refused while the previous one keeps serving."""
+    releases = tmp_path / "releases"
+    for n, text in ((1, version_file("r1")), (2, version_file("r2")), (3, 'V = "broken\n')):
+        (releases / str(n)).mkdir(parents=True)
+        (releases / str(n) / "app.py").write_text(APP)
+        (releases / str(n) / "version.py").write_text(text)
+    current = tmp_path / "current"
+    current.symlink_to(releases / "1")
+
+    def swap(n: int) -> None:
+        new = tmp_path / "current.new"
+        new.symlink_to(releases / str(n))
+        new.replace(current)
+
+    port = free_port()
+    assert UWSGI is not None
+    args = [UWSGI, "--master", "--die-on-term", "--master-fifo", str(tmp_path / "uwsgi.fifo")]
+    args += ["--http-socket", f"127.0.0.1:{port}", "--processes", str(WORKERS)]
+    args += ["--threads", "2", "--module", "app:app", "--chdir", str(current)]
+    args += ["--disable-logging", *(["--lazy-apps"] if lazy else [])]
+    proc = relaunch(["run", "--", *args], cwd=current, env={"PWD": str(current)})
+    assert wait_up(port) == "r1"
+    with running_load(port, CLIENTS) as load:
+        load.wait_pids(WORKERS)
+        mark = proc.err.mark()
+        swap(2)
+        proc.expect(r"current now points to .*releases/2", stream="err", start=mark)
+        proc.expect(r"reload #1: ", stream="err", start=mark, timeout=60)
+        since = time.monotonic()
+        load.wait_served("r2", count=4 * CLIENTS)
+        assert load.served_after(since) == {"r2"}
+        mark = proc.err.mark()
+        swap(3)
+        proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark)
+        since = time.monotonic()
+        load.wait_served("r2", count=4 * CLIENTS)
+        assert load.served_after(since) == {"r2"}
+    assert load.failures == [], load.failures[:5]

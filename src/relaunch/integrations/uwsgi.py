@@ -308,7 +308,11 @@ class UwsgiDriver(Driver):
         if not procs.wait_for(workers.all_started, self.start_timeout, step=0.01):
             log.warning("uWSGI workers still starting after %.0f s", self.start_timeout)
         old = procs.children(master)
-        chain = self.options.lazy_apps and self.fifo is not None
+        # A chain reload forks the new workers from the master, in its working folder:
+        # after a deploy swapped a release link (a changed path that is a link), only a
+        # full graceful reload, which re-executes the master and its --chdir, moves it.
+        swapped = any(os.path.islink(path) for path in changed)
+        chain = self.options.lazy_apps and self.fifo is not None and not swapped
         command = b"c" if chain else b"r"
 
         def changing() -> bool:
