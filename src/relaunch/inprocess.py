@@ -253,6 +253,9 @@ class Monitor:
         if self.reloading:
             return
         self.reloading = True
+        from .pycache import drop_bytecode
+
+        drop_bytecode(changed)  # a stale .pyc would bring the old code back
         self.on_reload(changed)
 
     def _on_touched(self, paths: list[str], when: float) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..command import PythonInvocation
+from ..pycache import drop_bytecode
 from ..watch.watchset import WatchSet
 from .preload import is_package_change, preload_candidates, should_rebuild
 from .zygote import ZygoteClient
@@ -144,11 +145,13 @@ class Warm(Cold):
         zygote = self.zygote
         if zygote is None:
             return
+        paths = list(paths)
         why = should_rebuild(
             paths, zygote_files=zygote.files, site_roots=self.roots, interpreter=self.interpreter
         )
         if why:
             log.info("%s: rebuilding the warm-start process", why)
+            drop_bytecode(p for p in paths if p in zygote.files)  # or it loads the old code
             self._discard()
             self._update()
 
@@ -233,6 +236,7 @@ class Warm(Cold):
             return None
         for path, before in self._baseline.items():
             if path in zygote.files and _mtime(path) != before:
+                drop_bytecode([path])  # the next zygote must not load it from a stale .pyc
                 return f"{path} changed"
         if self._package_entries() != self._packages:
             return "installed packages changed"
