@@ -373,6 +373,9 @@ def test_symlink_swap_is_followed_with_a_graceful_restart(
             proc.expect(r"current now points to .*releases/2", stream="err", start=mark)
             proc.expect(r'reload #1: .*ran "pkill', stream="err", start=mark)
             load.wait_served("r2", count=4 * CLIENTS)
+            # A daemon process still starting would import whatever `current` holds
+            # then, preflight or not: let every one serve r2 before the broken swap.
+            _wait_group_serves(load, "r2", server.proc.pid)
             since = time.monotonic()
             load.wait_served("r2", count=4 * CLIENTS)
             assert load.served_after(since) == {"r2"}

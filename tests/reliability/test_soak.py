@@ -83,9 +83,11 @@ def soak(r: Relaunch, msg: Path, served: Callable[[int], None], label: str) -> s
             now.fds <= baseline.fds + MAX_FDS
             and now.threads <= baseline.threads + MAX_THREADS
             and now.rss_kb <= baseline.rss_kb + MAX_RSS_KB
+            and _children(pid) <= baseline_children
         )
 
-    # Right after a reload, the old run's pipe reader may not have finished yet.
+    # Right after a reload, the old run's pipe reader may not have finished yet, and
+    # (serve) the old process may still be finishing its requests.
     settled_ok = True
     try:
         wait_until(flat, timeout=10, what="relaunch's figures to settle")

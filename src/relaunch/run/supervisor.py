@@ -372,6 +372,9 @@ class Supervisor:
         fresh = self.fresh_watchset() if self.fresh_watchset is not None else None
         if fresh is not None:
             self.watchset.adopt(fresh)
+        # Paths through the link now name other files: compare nothing with the old ones
+        # (a server's new workers report them with the new release's times).
+        self.fingerprints = Fingerprints()
         # What the program still reports from the old release (until it restarts, or a
         # server's workers roll over) is not watched.
         self._left_releases.add(old)
