@@ -16,9 +16,12 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+from .harness import Proc
 
 SERVERS = os.environ.get("RELAUNCH_SERVERS", "/opt/relaunch-servers")
 
@@ -236,3 +239,62 @@ def express_args(site: str, port: int, *, processes: int = 4) -> list[str]:
         "--user", "nobody", "--group", "nogroup", "--processes", str(processes),
         "--threads", "1", "--server-root", os.path.join(site, "server"), "--log-to-terminal",
     ]  # fmt: skip
+
+
+BROKEN = 'V = "broken\n'
+
+
+class Releases:
+    """A deploy's folder: ``releases/1``..``N`` (``app.py``, ``version.py`` serving each
+    version, None for a syntax error, and ``files``) and ``current``, a link to
+    ``releases/1``. ``readable``: folders 0755 and files 0644 (Apache's daemons run as
+    nobody)."""
+
+    def __init__(
+        self,
+        root: Path,
+        versions: Sequence[str | None],
+        *,
+        files: Mapping[str, str] | None = None,
+        readable: bool = False,
+    ) -> None:
+        self.root = root
+        self.current = root / "current"
+        for n, version in enumerate(versions, start=1):
+            folder = self.release(n)
+            folder.mkdir(parents=True)
+            contents = {
+                "app.py": APP,
+                "version.py": BROKEN if version is None else version_file(version),
+                **(files or {}),
+            }
+            for name, text in contents.items():
+                (folder / name).write_text(text)
+                if readable:
+                    (folder / name).chmod(0o644)
+            if readable:
+                for path in (root, root / "releases", folder):
+                    path.chmod(0o755)
+        self.current.symlink_to(self.release(1))
+
+    def release(self, n: int) -> Path:
+        return self.root / "releases" / str(n)
+
+    def swap(self, n: int) -> None:
+        """Point ``current`` at release ``n`` as deploy tools do: a new link renamed over."""
+        new = self.root / "current.new"
+        new.symlink_to(self.release(n))
+        new.replace(self.current)
+
+
+def broken_release_is_refused(
+    proc: Proc, load: Load, releases: Releases, n: int, serving: str, clients: int
+) -> None:
+    """Swap in release ``n``, broken: relaunch's preflight fails, and only ``serving``
+    answers meanwhile."""
+    mark = proc.err.mark()
+    releases.swap(n)
+    proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark)
+    since = time.monotonic()
+    load.wait_served(serving, count=4 * clients)
+    assert load.served_after(since) == {serving}

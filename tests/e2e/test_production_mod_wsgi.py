@@ -31,6 +31,8 @@ from .harness import Proc, Relaunch, wait_until
 from .prodharness import (
     APP,
     Load,
+    Releases,
+    broken_release_is_refused,
     express_args,
     find_server,
     free_port,
@@ -330,22 +332,8 @@ def test_symlink_swap_is_followed_with_a_graceful_restart(
     if os.geteuid() != 0:
         pytest.skip("these tests run Apache's daemons as nobody, which needs root")
     root = Path(tempfile.mkdtemp(prefix="relaunch-mod-wsgi-releases-", dir="/tmp"))
-    root.chmod(0o755)
-    for n, text in ((1, version_file("r1")), (2, version_file("r2")), (3, 'V = "broken\n')):
-        release = root / "releases" / str(n)
-        release.mkdir(parents=True)
-        for path in (root / "releases", release):
-            path.chmod(0o755)
-        for name, content in (("app.py", APP), ("version.py", text), ("app.wsgi", SCRIPT)):
-            (release / name).write_text(content)
-            (release / name).chmod(0o644)
-    current = root / "current"
-    current.symlink_to(root / "releases" / "1")
-
-    def swap(n: int) -> None:
-        new = root / "current.new"
-        new.symlink_to(root / "releases" / str(n))
-        new.replace(current)
+    releases = Releases(root, ["r1", "r2", None], files={"app.wsgi": SCRIPT}, readable=True)
+    current = releases.current
 
     port = free_port()
     # mod_wsgi-express resolves relative paths with getcwd(), which resolves links: name
@@ -369,7 +357,7 @@ def test_symlink_swap_is_followed_with_a_graceful_restart(
         with running_load(port, CLIENTS) as load:
             load.wait_served("r1", count=CLIENTS)
             mark = proc.err.mark()
-            swap(2)
+            releases.swap(2)
             proc.expect(r"current now points to .*releases/2", stream="err", start=mark)
             proc.expect(r'reload #1: .*ran "pkill', stream="err", start=mark)
             load.wait_served("r2", count=4 * CLIENTS)
@@ -379,12 +367,7 @@ def test_symlink_swap_is_followed_with_a_graceful_restart(
             since = time.monotonic()
             load.wait_served("r2", count=4 * CLIENTS)
             assert load.served_after(since) == {"r2"}
-            mark = proc.err.mark()
-            swap(3)
-            proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark)
-            since = time.monotonic()
-            load.wait_served("r2", count=4 * CLIENTS)
-            assert load.served_after(since) == {"r2"}
+            broken_release_is_refused(proc, load, releases, 3, "r2", CLIENTS)
         assert load.failures == [], load.failures[:5]
     finally:
         server.close()

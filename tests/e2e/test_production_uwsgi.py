@@ -13,7 +13,16 @@ import pytest
 from relaunch.integrations.uwsgi import UwsgiDriver, parse_uwsgi_args
 
 from .harness import Relaunch, write
-from .prodharness import APP, find_server, free_port, report, running_load, version_file
+from .prodharness import (
+    APP,
+    Releases,
+    broken_release_is_refused,
+    find_server,
+    free_port,
+    report,
+    running_load,
+    version_file,
+)
 from .prodharness import wait_responding as wait_up
 
 UWSGI = find_server("uwsgi")
@@ -131,18 +140,8 @@ def test_symlink_swap_is_followed(
     """relaunch and uWSGI started from `current` (a link to releases/1), uWSGI told to
     `--chdir` there: a swap is preflighted and reloaded into; a broken release is
     refused while the previous one keeps serving."""
-    releases = tmp_path / "releases"
-    for n, text in ((1, version_file("r1")), (2, version_file("r2")), (3, 'V = "broken\n')):
-        (releases / str(n)).mkdir(parents=True)
-        (releases / str(n) / "app.py").write_text(APP)
-        (releases / str(n) / "version.py").write_text(text)
-    current = tmp_path / "current"
-    current.symlink_to(releases / "1")
-
-    def swap(n: int) -> None:
-        new = tmp_path / "current.new"
-        new.symlink_to(releases / str(n))
-        new.replace(current)
+    releases = Releases(tmp_path, ["r1", "r2", None])
+    current = releases.current
 
     port = free_port()
     assert UWSGI is not None
@@ -155,16 +154,11 @@ def test_symlink_swap_is_followed(
     with running_load(port, CLIENTS) as load:
         load.wait_pids(WORKERS)
         mark = proc.err.mark()
-        swap(2)
+        releases.swap(2)
         proc.expect(r"current now points to .*releases/2", stream="err", start=mark)
         proc.expect(r"reload #1: ", stream="err", start=mark, timeout=60)
         since = time.monotonic()
         load.wait_served("r2", count=4 * CLIENTS)
         assert load.served_after(since) == {"r2"}
-        mark = proc.err.mark()
-        swap(3)
-        proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark)
-        since = time.monotonic()
-        load.wait_served("r2", count=4 * CLIENTS)
-        assert load.served_after(since) == {"r2"}
+        broken_release_is_refused(proc, load, releases, 3, "r2", CLIENTS)
     assert load.failures == [], load.failures[:5]
