@@ -396,3 +396,36 @@ def test_walk_does_not_follow_symlinks(project: Path, tmp_path: Path) -> None:
     ws = make_set(entries=[WatchEntry.parse("static", cwd=str(project))])
     assert str(project / "static" / "link") not in ws.directories()
     assert str(outside) not in ws.directories()
+
+
+def test_unlisted_in_finds_what_appeared_after_the_listing(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    ws = WatchSet(
+        entries=[WatchEntry.parse("conf", cwd=str(tmp_path))],
+        rules=IgnoreRules(bases=[str(tmp_path)]),
+    )
+    files, dirs = ws.files(), ws.directories()
+    conf = str(tmp_path / "conf")
+    assert not ws.unlisted_in([conf], files, dirs)
+    (tmp_path / "conf" / "app.log").write_text("ignored")  # a built-in ignore
+    (tmp_path / "conf" / "__pycache__").mkdir()
+    assert not ws.unlisted_in([conf], files, dirs)
+    (tmp_path / "conf" / "settings.txt").write_text("new")
+    assert ws.unlisted_in([conf], files, dirs)
+    ws.invalidate_tree()
+    files, dirs = ws.files(), ws.directories()
+    assert not ws.unlisted_in([conf], files, dirs)
+    (tmp_path / "conf" / "sub").mkdir()  # a watched folder, empty for now
+    assert ws.unlisted_in([conf], files, dirs)
+
+
+def test_new_modules_next_to_watched_ones_since_a_time(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("import helper\n")
+    ws = WatchSet(rules=IgnoreRules(bases=[str(tmp_path)]))
+    ws.add(str(tmp_path / "app.py"))
+    (tmp_path / "old.py").write_text("")
+    os.utime(tmp_path / "old.py", ns=(10**9, 10**9))
+    since = (tmp_path / "app.py").stat().st_mtime_ns
+    (tmp_path / "helper.py").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    assert ws.new_modules(since) == {str(tmp_path / "helper.py")}

@@ -415,30 +415,12 @@ class Supervisor:
         self.watcher.update(dirs, files)
         return files, dirs
 
-    def _unlisted_in(self, folders: Iterable[str], files: set[str], dirs: set[str]) -> bool:
-        """Whether these folders now hold a watched file or folder that the last listing
-        missed (made after the listing, before the watch: no event said so)."""
-        for folder in folders:
-            for dirpath, dirnames, filenames in os.walk(folder):
-                if dirpath not in dirs and self.watchset.decide(dirpath, is_dir=True).watched:
-                    return True
-                dirnames[:] = [
-                    d
-                    for d in dirnames
-                    if not self.watchset.rules.reason(os.path.join(dirpath, d), is_dir=True)
-                ]
-                for name in filenames:
-                    path = os.path.join(dirpath, name)
-                    if path not in files and self.watchset.matches(path):
-                        return True
-        return False
-
     def _refresh_watcher(self) -> None:
         self._watch_dirty_at = None
         files, dirs = self._watch_now()
         folders, self._touched_folders = self._touched_folders, set()
         for _ in range(3):
-            if not folders or not self._unlisted_in(folders, files, dirs):
+            if not folders or not self.watchset.unlisted_in(folders, files, dirs):
                 break
             self.watchset.invalidate_tree()
             files, dirs = self._watch_now()
@@ -676,23 +658,7 @@ class Supervisor:
         self._scan_new_modules()
 
     def _scan_new_modules(self) -> None:
-        """After a failure: .py files that appeared next to watched ones since the child
-        started, including any created before their folder was watched."""
-        since = self._child_started_ns
-        found = set()
-        for directory in self.watchset.directories():
-            try:
-                entries = list(os.scandir(directory))
-            except OSError:
-                continue
-            for entry in entries:
-                if not entry.name.endswith(".py") or entry.path in self.watchset.imported:
-                    continue
-                try:
-                    if entry.stat().st_mtime_ns >= since:
-                        found.add(entry.path)
-                except OSError:
-                    continue
+        found = self.watchset.new_modules(self._child_started_ns)
         if found:
             self.settler.add(found, time.monotonic())
 

@@ -207,6 +207,47 @@ class WatchSet:
         """Every file in the watch set that exists now (or was imported and may come back)."""
         return set(self._entry_tree()[1]) | set(self.imported)
 
+    # -- what a listing may have missed -------------------------------------------------
+
+    def unlisted_in(self, folders: Iterable[str], files: set[str], dirs: set[str]) -> bool:
+        """Whether these folders now hold a watched file or folder that is not in
+        ``files``/``dirs`` (the last listing): one made after the listing and before
+        the folder was watched, which no event reported."""
+        for folder in folders:
+            for dirpath, dirnames, filenames in os.walk(folder):
+                if dirpath not in dirs and self.decide(dirpath, is_dir=True).watched:
+                    return True
+                dirnames[:] = [
+                    d
+                    for d in dirnames
+                    if not self.rules.reason(os.path.join(dirpath, d), is_dir=True)
+                ]
+                for name in filenames:
+                    path = os.path.join(dirpath, name)
+                    if path not in files and self.matches(path):
+                        return True
+        return False
+
+    def new_modules(self, since_ns: int) -> set[str]:
+        """``.py`` files next to watched ones, not imported, modified at or after
+        ``since_ns``: after a failed start, the module it may have missed (including one
+        created before its folder was watched)."""
+        found = set()
+        for directory in self.directories():
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue
+            for entry in entries:
+                if not entry.name.endswith(".py") or entry.path in self.imported:
+                    continue
+                try:
+                    if entry.stat().st_mtime_ns >= since_ns:
+                        found.add(entry.path)
+                except OSError:
+                    continue
+        return found
+
 
 def _existing_ancestor(path: str) -> str:
     while not os.path.isdir(path):
