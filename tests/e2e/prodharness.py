@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .harness import Proc
+from .harness import Proc, write
 
 SERVERS = os.environ.get("RELAUNCH_SERVERS", "/opt/relaunch-servers")
 
@@ -298,3 +298,21 @@ def broken_release_is_refused(
     since = time.monotonic()
     load.wait_served(serving, count=4 * clients)
     assert load.served_after(since) == {serving}
+
+
+def broken_save_is_refused_then_fixed(
+    proc: Proc, load: Load, version_py: Path, reloaded: str, clients: int
+) -> None:
+    """Save a syntax error in ``version_py`` under load: the preflight fails and v0 keeps
+    answering. Save v1: the reload (a log line matching ``reloaded``) serves it."""
+    mark = proc.err.mark()
+    write(version_py, BROKEN)
+    proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark)
+    proc.expect(r"still serving the previous version", stream="err", start=mark)
+    since = time.monotonic()
+    load.wait_served("v0", count=4 * clients)
+    assert load.served_after(since) == {"v0"}
+    mark = proc.err.mark()
+    write(version_py, version_file("v1"))
+    proc.expect(reloaded, stream="err", start=mark, timeout=90)
+    load.wait_served("v1", count=2 * clients)

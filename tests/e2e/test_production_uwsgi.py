@@ -17,6 +17,7 @@ from .prodharness import (
     APP,
     Releases,
     broken_release_is_refused,
+    broken_save_is_refused_then_fixed,
     find_server,
     free_port,
     report,
@@ -108,17 +109,9 @@ def test_syntax_error_is_reported_never_served_and_the_fix_is_picked_up(
     proc = _start(relaunch, tmp_path, port, lazy=True)
     with running_load(port, CLIENTS) as load:
         load.wait_pids(WORKERS)
-        mark = proc.err.mark()
-        write(tmp_path / "version.py", 'V = "broken\n')
-        proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark)
-        proc.expect(r"still serving the previous version", stream="err", start=mark)
-        since = time.monotonic()
-        load.wait_served("v0", count=4 * CLIENTS)
-        assert load.served_after(since) == {"v0"}
-        mark = proc.err.mark()
-        write(tmp_path / "version.py", version_file("v1"))
-        proc.expect(r"reload #\d+: .*chain reload", stream="err", start=mark, timeout=90)
-        load.wait_served("v1", count=2 * CLIENTS)
+        broken_save_is_refused_then_fixed(
+            proc, load, tmp_path / "version.py", r"reload #\d+: .*chain reload", CLIENTS
+        )
     assert load.failures == [], load.failures[:5]
     assert {o.version for o in load.snapshot()} == {"v0", "v1"}
 
