@@ -69,6 +69,22 @@ class Lines:
         return "\n".join(self.lines)
 
 
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a process started in its own session: SIGTERM, then, after ``timeout`` or
+    at once if it is gone, SIGKILL to its whole group (everything it started)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
+
+
 class Proc:
     """Any command, in its own session; stdout and stderr read separately.
 
@@ -117,17 +133,7 @@ class Proc:
         return self.proc.wait(timeout=timeout)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # everything it started, whatever happened
-        except OSError:
-            pass
-        self.proc.wait()
+        stop(self.proc)
 
     def output(self) -> str:
         return "--- stdout\n" + self.out.text() + "\n--- stderr\n" + self.err.text()

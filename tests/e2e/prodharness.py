@@ -316,3 +316,22 @@ def broken_save_is_refused_then_fixed(
     write(version_py, version_file("v1"))
     proc.expect(reloaded, stream="err", start=mark, timeout=90)
     load.wait_served("v1", count=2 * clients)
+
+
+def reload_under_load(
+    proc: Proc, load: Load, version_py: Path, reloads: int, reloaded: str, clients: int
+) -> list[float]:
+    """Save v1..v``reloads`` in turn; after each, wait for relaunch's reload line
+    (``reloaded``) and check that from then on only the new version answers. Returns how
+    long old and new versions answered side by side, each time (seconds)."""
+    coexist: list[float] = []
+    for i in range(1, reloads + 1):
+        mark = proc.err.mark()
+        write(version_py, version_file(f"v{i}"))
+        proc.expect(reloaded, stream="err", start=mark, timeout=90)
+        since = time.monotonic()
+        load.wait_served(f"v{i}", count=2 * clients)
+        # Once the reload is reported done, every worker serves the new code.
+        assert load.served_after(since) == {f"v{i}"}
+        coexist.append(load.coexistence(f"v{i - 1}", f"v{i}"))
+    return coexist

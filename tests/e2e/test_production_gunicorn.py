@@ -17,6 +17,7 @@ from .prodharness import (
     broken_save_is_refused_then_fixed,
     find_server,
     free_port,
+    reload_under_load,
     report,
     running_load,
     version_file,
@@ -51,18 +52,11 @@ def test_twenty_graceful_reloads_under_load_fail_no_request(
 ) -> None:
     port = free_port()
     proc = _start(relaunch, tmp_path, port, *(["--preload"] if preload else []))
-    coexist: list[float] = []
+    how = "USR2" if preload else "HUP"
     with running_load(port, CLIENTS) as load:
-        for i in range(1, 21):
-            mark = proc.err.mark()
-            write(tmp_path / "version.py", version_file(f"v{i}"))
-            how = "USR2" if preload else "HUP"
-            proc.expect(rf"reload #\d+: .*graceful .*{how}", stream="err", start=mark, timeout=90)
-            since = time.monotonic()
-            load.wait_served(f"v{i}", count=2 * CLIENTS)
-            # Once the reload is reported done, every worker serves the new code.
-            assert load.served_after(since) == {f"v{i}"}
-            coexist.append(load.coexistence(f"v{i - 1}", f"v{i}"))
+        coexist = reload_under_load(
+            proc, load, tmp_path / "version.py", 20, rf"reload #\d+: .*graceful .*{how}", CLIENTS
+        )
     assert load.failures == [], load.failures[:5]
     assert len(load.snapshot()) > 20 * CLIENTS
     report(f"gunicorn {'--preload (USR2)' if preload else '(HUP)'}", load, 20, coexist)

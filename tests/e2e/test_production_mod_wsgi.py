@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -27,7 +26,7 @@ import pytest
 import relaunch as relaunch_package
 from relaunch.integrations.mod_wsgi.express import daemon_processes
 
-from .harness import Proc, Relaunch, wait_until
+from .harness import Proc, Relaunch, stop, wait_until
 from .prodharness import (
     APP,
     Load,
@@ -86,16 +85,7 @@ def apache() -> Iterator[tuple[Path, int]]:
         assert wait_up(port) == "v0"
         yield site, port
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(server.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        server.wait()
+        stop(server, timeout=30)
         log.close()
         # Shown by pytest when the test failed: what Apache said.
         print((site / "apache.log").read_text(errors="replace")[-200000:])

@@ -12,7 +12,7 @@ import pytest
 
 from relaunch.integrations.uwsgi import UwsgiDriver, parse_uwsgi_args
 
-from .harness import Relaunch, write
+from .harness import Relaunch
 from .prodharness import (
     APP,
     Releases,
@@ -20,6 +20,7 @@ from .prodharness import (
     broken_save_is_refused_then_fixed,
     find_server,
     free_port,
+    reload_under_load,
     report,
     running_load,
     version_file,
@@ -84,18 +85,12 @@ def test_reloads_under_load_fail_no_request(
 ) -> None:
     port = free_port()
     proc = _start(relaunch, tmp_path, port, lazy)
-    coexist: list[float] = []
+    kind = "chain reload" if lazy else "graceful reload"
     with running_load(port, CLIENTS) as load:
         load.wait_pids(WORKERS)
-        for i in range(1, reloads + 1):
-            mark = proc.err.mark()
-            write(tmp_path / "version.py", version_file(f"v{i}"))
-            kind = "chain reload" if lazy else "graceful reload"
-            proc.expect(rf"reload #\d+: .*{kind}", stream="err", start=mark, timeout=90)
-            since = time.monotonic()
-            load.wait_served(f"v{i}", count=2 * CLIENTS)
-            assert load.served_after(since) == {f"v{i}"}
-            coexist.append(load.coexistence(f"v{i - 1}", f"v{i}"))
+        coexist = reload_under_load(
+            proc, load, tmp_path / "version.py", reloads, rf"reload #\d+: .*{kind}", CLIENTS
+        )
     assert load.failures == [], load.failures[:5]
     name = "chain reload (lazy-apps)" if lazy else "graceful reload"
     report(f"uWSGI {name}", load, reloads, coexist)

@@ -4,7 +4,6 @@ a symlinked release swap followed by a gunicorn started outside relaunch."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 
 from relaunch.oslayer import IS_LINUX
 
-from .harness import Proc, Relaunch, pid_alive, wait_until, write
+from .harness import Proc, Relaunch, pid_alive, stop, wait_until, write
 from .prodharness import APP, Load, find_server, free_port, report, running_load, version_file
 from .prodharness import wait_responding as wait_up
 
@@ -169,16 +168,7 @@ def gunicorn_in_release(tmp_path: Path) -> Iterator[tuple[Path, int, Path]]:
         wait_until(pidfile.exists, what="gunicorn's pid file")
         yield current, port, pidfile
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(server.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        server.wait()
+        stop(server, timeout=30)
 
 
 def _swap(current: Path, target: Path) -> None:
