@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -25,6 +26,7 @@ __all__ = [
     "IS_WINDOWS",
     "child_pids",
     "descendants",
+    "fd_passing_socket_type",
     "filesystem_type",
     "group_alive",
     "inotify_add_watch",
@@ -34,10 +36,13 @@ __all__ = [
     "kill_and_reap",
     "kill_group",
     "make_subreaper",
+    "own_process_group",
     "popen_group_kwargs",
     "process_alive",
     "processes_with_env",
     "reap_group_orphans",
+    "receive_with_fd",
+    "send_with_fd",
     "terminate_group",
     "unread_bytes",
     "wait_readable",
@@ -579,3 +584,37 @@ def has_epoll_instance(pid: int) -> bool | None:
         except OSError:
             continue
     return False
+
+
+def fd_passing_socket_type() -> int | None:
+    """The kind of Unix socket to hand open sockets to another process over (SCM_RIGHTS,
+    with message boundaries kept), or None where there is none: Windows has no
+    SCM_RIGHTS, macOS no SOCK_SEQPACKET (it would need length framing over a stream)."""
+    if IS_WINDOWS or not hasattr(socket, "send_fds"):
+        return None
+    kind = getattr(socket, "SOCK_SEQPACKET", None)
+    if kind is None or not IS_LINUX:
+        return None
+    return int(kind)
+
+
+def send_with_fd(sock: socket.socket, data: bytes, fd: int | None = None) -> None:
+    """Send one message, with the open file ``fd`` attached (the receiver gets its own
+    copy of it; the caller still owns and must close ``fd``)."""
+    if fd is None:
+        sock.send(data)
+    else:
+        socket.send_fds(sock, [data], [fd])
+
+
+def receive_with_fd(sock: socket.socket, size: int, *, block: bool) -> tuple[bytes, list[int]]:
+    """Receive one message and the files attached to it (the caller owns them).
+    Raises BlockingIOError when ``block`` is false and nothing is there yet."""
+    flags = 0 if block else socket.MSG_DONTWAIT
+    data, fds, _flags, _address = socket.recv_fds(sock, size, 4, flags)
+    return data, list(fds)
+
+
+def own_process_group() -> int:
+    """This process's group id (the supervisor knows a child by its group)."""
+    return os.getpgrp() if not IS_WINDOWS else os.getpid()

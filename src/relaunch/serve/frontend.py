@@ -5,6 +5,9 @@ The supervisor calls these hooks on its own thread:
 
 * :meth:`ServeFrontEnd.child_starting` before a process starts (the error page
   stops answering, so only the new process accepts),
+* :meth:`take_over` when the new process loaded the app and none of its files changed
+  meanwhile: it may serve now, and gets the keep-alive connections the previous one
+  handed over (:mod:`.handoff`),
 * :meth:`child_ready` when the new process serves (pages reload now, not before),
 * :meth:`child_failed` when it could not start or crashed (the error page answers,
   and pages reload to show it),
@@ -22,6 +25,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from .errorpage import ErrorResponder, render
+from .handoff import Hub
 from .inject import script
 from .livereload import LiveReload
 
@@ -50,9 +54,12 @@ def classify(changed: Iterable[str], program_files: Collection[str]) -> str:
 
 
 class ServeFrontEnd:
-    def __init__(self, sock: socket.socket, livereload: LiveReload | None) -> None:
+    def __init__(
+        self, sock: socket.socket, livereload: LiveReload | None, hub: Hub | None = None
+    ) -> None:
         self.sock = sock
         self.livereload = livereload
+        self.hub = hub
         self.errors = ErrorResponder(sock)
         self._served_once = False
 
@@ -65,12 +72,18 @@ class ServeFrontEnd:
     def child_starting(self) -> None:
         self.errors.deactivate()
 
+    def take_over(self, pgid: int) -> None:
+        if self.hub is not None:
+            self.hub.approve(pgid)
+
     def child_ready(self) -> None:
         if self._served_once and self.livereload is not None:
             self.livereload.broadcast("reload")
         self._served_once = True
 
     def child_failed(self, failure: Failure) -> None:
+        if self.hub is not None:
+            self.hub.drop_held()  # their clients reconnect, and get the error page
         page = render(
             summary=failure.summary,
             traceback_text=failure.traceback,
@@ -93,6 +106,8 @@ class ServeFrontEnd:
         return True
 
     def close(self) -> None:
+        if self.hub is not None:
+            self.hub.close()
         self.errors.close()
         if self.livereload is not None:
             self.livereload.close()

@@ -10,9 +10,11 @@ import os
 import socket
 import sys
 
+from .. import oslayer
 from ..command import Command, PythonInvocation
 from ..config import OPTIONS, ConfigError, load
 from ..serve.frontend import ServeFrontEnd
+from ..serve.handoff import Hub
 from ..serve.livereload import LiveReload
 from .common import add_noise_options, add_settings_options
 from .run import build_watchset, follow_releases, make_supervisor
@@ -106,6 +108,18 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _handoff_hub() -> Hub | None:
+    """Where keep-alive connections wait between processes; None where open sockets
+    cannot be passed (Windows): retiring processes close them instead."""
+    if oslayer.fd_passing_socket_type() is None:
+        return None
+    try:
+        return Hub()
+    except OSError as exc:
+        log.warning("cannot hand keep-alive connections over at reloads: %s", exc)
+        return None
+
+
 def main(args: argparse.Namespace) -> int:
     cwd = os.getcwd()
     values = {option.name: getattr(args, option.name) for option in OPTIONS}
@@ -143,6 +157,9 @@ def main(args: argparse.Namespace) -> int:
     ]
     if livereload is not None:
         worker_args += ["--live-reload", f"{livereload.port}:{livereload.token}"]
+    hub = _handoff_hub()
+    if hub is not None:
+        worker_args += ["--handoff", hub.path]
     python = PythonInvocation(
         sys.executable, (), "module", "relaunch.serve.worker", tuple(worker_args)
     )
@@ -151,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
     )
     watchset = build_watchset(settings, command, cwd)
 
-    frontend = ServeFrontEnd(sock, livereload)
+    frontend = ServeFrontEnd(sock, livereload, hub)
     supervisor = make_supervisor(
         command,
         watchset,
