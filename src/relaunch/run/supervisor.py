@@ -38,7 +38,7 @@ from ..integrations import child_environment
 from ..pycache import drop_bytecode
 from ..serve.frontend import Failure, ServeFrontEnd
 from ..watch.events import OVERFLOW, Watcher
-from ..watch.fingerprint import Fingerprints
+from ..watch.fingerprint import Fingerprints, changed_since_seen
 from ..watch.rules import git_top
 from ..watch.settle import Settler
 from ..watch.watchset import WatchSet, is_within
@@ -145,6 +145,8 @@ class Supervisor:
         self._unwatched: set[str] = set()  # added to the watch set, not yet to the watcher
         self._unseen_changes: set[str] = set()  # changed before relaunch could compare
         self._child_started_ns = 0
+        # What the current child saw of each file just before it read it: (mtime, size).
+        self._loaded_seen: dict[str, tuple[int, int]] = {}
         top = git_top(os.getcwd())
         self._git_dir = os.path.join(top, ".git") if top else None
         self._failed_files: set[str] = set()
@@ -461,6 +463,9 @@ class Supervisor:
         if message.kind == "mods":
             if current:
                 self.strategy.child_modules(message.modules, time.monotonic())
+                sizes = message.sizes or (-1,) * len(message.modules)
+                for (_name, path, mtime), size in zip(message.modules, sizes, strict=False):
+                    self._loaded_seen.setdefault(path, (mtime, size))
             self._add_files(
                 ((path, mtime) for _name, path, mtime in message.modules), "imported by the program"
             )
@@ -474,6 +479,8 @@ class Supervisor:
             self._report_up()
         elif message.kind == "ready" and current and self.frontend is not None:
             self.frontend.child_ready()
+        elif message.kind == "loaded" and current and self.frontend is not None:
+            self._take_over()
         elif message.kind == "tb" and current:
             self._failure.traceback += message.text
         elif message.kind == "error" and current:
@@ -482,6 +489,19 @@ class Supervisor:
             self._failure.line = message.line
         elif message.kind == "reload" and current:
             self._restart("reload requested by the program (relaunch.trigger_reload())")
+
+    def _take_over(self) -> None:
+        """The new serve process loaded the app: it may serve unless a file it imported
+        changed while it loaded (it may hold a half-written module). Then it is never
+        given the socket, and the change it missed replaces it."""
+        assert self.frontend is not None
+        seen = {p: s for p, s in self._loaded_seen.items() if p in self.watchset.imported}
+        moved = changed_since_seen(seen)
+        if moved:
+            log.info("%s changed while the new process loaded: not serving it", _names(moved))
+            self._changed_unseen(moved)
+        elif self.child is not None and self.child.pid is not None:
+            self.frontend.take_over(self.child.pid)
 
     def _report_up(self) -> None:
         if self._pending_report is None:
@@ -496,6 +516,7 @@ class Supervisor:
         self._failed_files.clear()
         self._child_started_ns = time.time_ns()
         self._failure = Failure()
+        self._loaded_seen = {}
         if self.frontend is not None:
             self.frontend.child_starting()
         child = Child(
