@@ -38,7 +38,7 @@ from ..integrations import child_environment
 from ..pycache import drop_bytecode
 from ..serve.frontend import Failure, ServeFrontEnd
 from ..watch.events import OVERFLOW, Watcher
-from ..watch.fingerprint import Fingerprints, changed_since_seen
+from ..watch.fingerprint import Fingerprints, changed_since_seen, differs_from_seen
 from ..watch.rules import git_top
 from ..watch.settle import Settler
 from ..watch.watchset import WatchSet, is_within
@@ -490,13 +490,25 @@ class Supervisor:
         elif message.kind == "reload" and current:
             self._restart("reload requested by the program (relaunch.trigger_reload())")
 
-    def _take_over(self) -> None:
-        """The new serve process loaded the app: it may serve unless a file it imported
-        changed while it loaded (it may hold a half-written module). Then it is never
-        given the socket, and the change it missed replaces it."""
-        assert self.frontend is not None
+    def _moved_since_loaded(self) -> list[str]:
+        """The program's files that the current child may hold a torn copy of: changed
+        since it read them, being written now, or not what the batch that started it
+        saw (it read them in the middle of a save)."""
         seen = {p: s for p, s in self._loaded_seen.items() if p in self.watchset.imported}
-        moved = changed_since_seen(seen)
+        moved = set(changed_since_seen(seen))
+        moved.update(p for p in self.watcher.being_written() if p in seen)
+        for path, then in seen.items():
+            batch = self.fingerprints.state(path)
+            if batch is not None and differs_from_seen(then, batch):
+                moved.add(path)
+        return sorted(moved)
+
+    def _take_over(self) -> None:
+        """The new serve process loaded the app: it may serve unless it may hold a
+        half-written module (see _moved_since_loaded). Then it is never given the
+        socket, and the change it read half of replaces it."""
+        assert self.frontend is not None
+        moved = self._moved_since_loaded()
         if moved:
             log.info("%s changed while the new process loaded: not serving it", _names(moved))
             self._changed_unseen(moved)
@@ -671,6 +683,13 @@ class Supervisor:
         extra = ""
         if self._failed_files:
             extra = f"; watching the files of its traceback ({_names(self._failed_files)})"
+        moved = self._moved_since_loaded() if self.frontend is not None else []
+        if moved:
+            # It may have failed on a half-written file: no error page for that, the
+            # change it read half of starts the next process.
+            log.info("%s changed while the program loaded: trying again", _names(moved))
+            self._changed_unseen(moved)
+            return
         log.error("program %s%s; waiting for a change (or press Enter)", how, extra)
         if self.frontend is not None:
             if not self._failure.summary:

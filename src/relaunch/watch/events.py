@@ -377,6 +377,15 @@ class Watcher:
         self.poll_dirs = dirs - self.event_dirs
         self.poller.update(self.poll_dirs, set(files))
 
+    def being_written(self) -> frozenset[str]:
+        """The watched files being written in place now (modified, not closed yet): only
+        inotify can tell; elsewhere, none."""
+        native = self.native
+        if isinstance(native, _InotifyBackend):
+            with native.lock:
+                return native.hold.writing
+        return frozenset()
+
     def describe(self) -> str:
         """One line for -v: which backend watches how many folders."""
         native = "inotify" if isinstance(self.native, _InotifyBackend) else "watchfiles"

@@ -111,6 +111,14 @@ class Fingerprints:
         now = self._known[path]
         return (now.mtime_ns if now is not None else -1) != loaded_mtime_ns
 
+    def state(self, path: str) -> tuple[int, int] | None:
+        """(mtime_ns, size) of the last fingerprint taken; (-1, -1) if the file was
+        missing then; None if none was taken."""
+        if path not in self._known:
+            return None
+        known = self._known[path]
+        return (known.mtime_ns, known.size) if known is not None else (-1, -1)
+
     def mtime_ns(self, path: str) -> int | None:
         """The mtime of the last fingerprint taken, None if none or the file was missing."""
         known = self._known.get(path)
