@@ -8,6 +8,7 @@ groups (see the README's platform table).
 
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
 import os
@@ -598,20 +599,31 @@ def fd_passing_socket_type() -> int | None:
     return int(kind)
 
 
-def send_with_fd(sock: socket.socket, data: bytes, fd: int | None = None) -> None:
+def send_with_fd(
+    sock: socket.socket, data: bytes, fd: int | None = None, *, block: bool = True
+) -> None:
     """Send one message, with the open file ``fd`` attached (the receiver gets its own
-    copy of it; the caller still owns and must close ``fd``)."""
+    copy of it; the caller still owns and must close ``fd``). Raises BlockingIOError
+    when ``block`` is false and the receiver's queue is full. ``sock`` must be in
+    blocking mode (no timeout: Python would wait for it before every call)."""
+    flags = 0 if block else socket.MSG_DONTWAIT
     if fd is None:
-        sock.send(data)
+        sock.send(data, flags)  # an empty SCM_RIGHTS message is refused (EINVAL)
     else:
-        socket.send_fds(sock, [data], [fd])
+        socket.send_fds(sock, [data], [fd], flags)
 
 
 def receive_with_fd(sock: socket.socket, size: int, *, block: bool) -> tuple[bytes, list[int]]:
     """Receive one message and the files attached to it (the caller owns them).
-    Raises BlockingIOError when ``block`` is false and nothing is there yet."""
+    Raises BlockingIOError when ``block`` is false and nothing is there yet. ``sock``
+    must be in blocking mode (see :func:`send_with_fd`)."""
     flags = 0 if block else socket.MSG_DONTWAIT
-    data, fds, _flags, _address = socket.recv_fds(sock, size, 4, flags)
+    # Not socket.recv_fds: before Python 3.12.? it drops ``flags``.
+    fds = array.array("i")
+    data, ancillary, _flags, _address = sock.recvmsg(size, socket.CMSG_LEN(4 * fds.itemsize), flags)
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
     return data, list(fds)
 
 

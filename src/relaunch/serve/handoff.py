@@ -41,7 +41,6 @@ __all__ = ["MAX_MESSAGE", "Hub", "Link"]
 log = logging.getLogger("relaunch")
 
 MAX_MESSAGE = 256 * 1024  # a connection's unprocessed bytes travel in one packet
-_SEND_TIMEOUT = 5.0  # a peer that takes longer to read is dropped
 
 
 def _close_fds(fds: list[int]) -> None:
@@ -96,6 +95,7 @@ class Hub:
     def approve(self, pgid: int) -> None:
         """Let the processes of group ``pgid`` serve, and give them what is held."""
         with self._lock:
+            log.debug("hand-over: process group %d may serve", pgid)
             self._approved = pgid
             self._discard = False
             for peer in list(self._peers.values()):
@@ -150,7 +150,9 @@ class Hub:
             sock, _address = self._listener.accept()
         except OSError:
             return
-        sock.settimeout(_SEND_TIMEOUT)
+        # Blocking mode, every call with MSG_DONTWAIT: the hub never waits for a peer (a
+        # peer whose queue is full is given nothing more).
+        sock.setblocking(True)
         with self._lock:
             self._peers[sock.fileno()] = _Peer(sock)
         self._selector.register(sock, selectors.EVENT_READ)
@@ -197,7 +199,7 @@ class Hub:
 
     def _go(self, peer: _Peer) -> None:
         try:
-            oslayer.send_with_fd(peer.sock, b"G")
+            oslayer.send_with_fd(peer.sock, b"G", block=False)
             peer.go = True
         except OSError:
             peer.bye = True
@@ -214,7 +216,7 @@ class Hub:
             self._turn += 1
             fd, data = self._held[0]
             try:
-                oslayer.send_with_fd(peer.sock, b"F" + data, fd)
+                oslayer.send_with_fd(peer.sock, b"F" + data, fd, block=False)
             except OSError as exc:
                 log.debug("cannot hand a connection to process group %d: %s", peer.pgid, exc)
                 peer.bye = True
@@ -230,8 +232,9 @@ class Link:
         kind = oslayer.fd_passing_socket_type()
         if kind is None:
             raise OSError("this system cannot pass open sockets between processes")
+        # Blocking mode: sends wait for the hub (a thread that only reads and passes on);
+        # reads that must not wait say so with MSG_DONTWAIT.
         self.sock = socket.socket(socket.AF_UNIX, kind)
-        self.sock.settimeout(_SEND_TIMEOUT)
         try:
             self.sock.connect(path)
         except OSError:
@@ -250,8 +253,8 @@ class Link:
         while True:
             try:
                 data, fds = oslayer.receive_with_fd(self.sock, MAX_MESSAGE + 1, block=True)
-            except TimeoutError:
-                continue  # being approved may wait for the next batch of changes
+            except InterruptedError:
+                continue
             except OSError:
                 return False
             _close_fds(fds)

@@ -129,14 +129,15 @@ class _Request(httputil.HTTPMessageDelegate):
         self.inner.on_connection_close()
 
 
-def _idle(conn: Any) -> bool:
-    """Nothing of a next request read yet (tornado keeps no public count)."""
-    return not getattr(conn.stream, "_read_buffer_size", 1)
-
-
-def _hand(conn: Any, link: Link) -> bool:
+def _hand(conn: Any, link: Link, *, between: bool = False) -> bool:
+    """Hand ``conn`` over if it is between requests: ``between`` (tornado is about to
+    read the next request), or waiting for a request with nothing of it read. A
+    request whose bytes were read (even if not parsed yet: tornado parses on a later
+    turn of the loop) finishes here."""
     stream = conn.stream
-    if stream.closed() or not _idle(conn):
+    if stream.closed() or getattr(stream, "_read_buffer_size", 1):
+        return False
+    if not between and not stream.reading():
         return False
     try:
         fd = os.dup(stream.socket.fileno())
@@ -203,7 +204,7 @@ async def _serve(
     if link is not None:
         link.bye()
         hub = link
-        tracker.hand_over = lambda conn: _hand(conn, hub)
+        tracker.hand_over = lambda conn: _hand(conn, hub, between=True)
     while connections or (link is not None and link.open):
         for conn in list(connections):
             if tracker.busy.get(conn, False):
