@@ -10,11 +10,14 @@ import select
 import signal
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from relaunch.serve.endpoint import connection_cap
 
 from ..e2e.harness import Relaunch, wait_until, write
 from ..e2e.test_serve import Events, events, events_url, free_port, get, serve, site, wait_body
@@ -84,14 +87,17 @@ def trickle() -> Iterator[list[Trickle]]:
         client.close()
 
 
+@pytest.mark.parametrize("limit", [1024, 128])
 def test_half_open_flood_keeps_the_supervisor_bounded_and_reloads_work(
-    site: Path, tmp_path: Path
+    site: Path, limit: int
 ) -> None:
-    # A low descriptor limit, as in the report: the flood must not eat the descriptors
-    # the next reload needs.
+    # 1024 is the usual default; at 128 (as in the report) a flood that took every
+    # descriptor left none for the next reload.
     port = free_port()
     r = Relaunch(
-        ["serve", "app:app", "--port", str(port), "-v"], site, prefix=["prlimit", "--nofile=128"]
+        ["serve", "app:app", "--port", str(port), "-v"],
+        site,
+        prefix=["prlimit", f"--nofile={limit}"],
     )
     flood: list[socket.socket] = []
     try:
@@ -116,10 +122,14 @@ def test_half_open_flood_keeps_the_supervisor_bounded_and_reloads_work(
         )
         most_fds = max(f.fds for f in seen)
         most_threads = max(f.threads for f in seen)
-        print(f"before: {before}; during the flood: at most fds={most_fds} threads={most_threads}")
-        # ...and meanwhile the supervisor held a bounded number of them, on no extra thread
-        # (one more for the retiring worker at most).
-        assert most_fds <= before.fds + 24, (before, most_fds)
+        print(
+            f"\nlimit {limit}: before: {before}; during the flood of {FLOOD}: "
+            f"at most fds={most_fds} threads={most_threads}"
+        )
+        # ...and meanwhile the supervisor held at most its cap of them (plus a few in
+        # passing: the reload's pipes, one being dropped), on no extra thread (one more
+        # for the retiring worker at most).
+        assert most_fds <= before.fds + connection_cap(limit) + 12, (before, most_fds)
         assert most_threads <= before.threads + 1, (before, most_threads)
         # The endpoint still serves pages after the flood.
         client = Events(events_url(get(port)[1]), f"http://127.0.0.1:{port}")
@@ -142,17 +152,18 @@ def test_trickling_client_on_the_error_page_stalls_nothing(
     wait_body(port, "<h1>one</h1>")
     _broken(site, port)
     trickle.append(Trickle(port))
-    # Other clients get the page at once (before the trickler's head deadline passes),
-    # not after the trickler is done.
+    # Other clients get the page, not after the trickler is done (it never is).
     for _ in range(3):
-        status, body = get(port, timeout=4)
+        status, body = get(port, timeout=20)
         assert status == 500 and "SyntaxError" in body
+    saved = time.monotonic()
     write(site / "msg.py", "VALUE = 'fixed'\n")
     wait_body(port, "<h1>fixed</h1>")
+    print(f"\nfix served {time.monotonic() - saved:.2f} s after the save, a trickler on the page")
     # Ctrl-C stops relaunch promptly with a trickler on the page again.
     _broken(site, port)
     trickle.append(Trickle(port))
-    assert get(port, timeout=4)[0] == 500
+    assert get(port, timeout=20)[0] == 500
     r.signal(signal.SIGINT)
     r.wait(timeout=15)
 
@@ -163,9 +174,10 @@ def test_idle_preconnect_sockets_do_not_delay_the_error_page(site: Path, relaunc
     _broken(site, port)
     idle = _connect_idle("127.0.0.1", port, 3)
     try:
-        status, body = get(port, timeout=4)
+        status, body = get(port, timeout=20)
         assert status == 500 and "SyntaxError" in body
-        # The page came while the idle sockets were still waiting for their requests.
+        # The page came while the idle sockets were still waiting for their requests
+        # (the error page used to serve them first, one at a time, 2 s each).
         assert _closed_by_server(idle) == 0
         # A preconnected socket whose request comes after the fix is sent on to the new
         # code, not given the stale error page.
