@@ -4,6 +4,8 @@ real loop with real sockets (its cap and head deadline)."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -176,3 +178,52 @@ def test_listener_answers_408_when_the_head_is_late(
         loop.call(listener.stop)
         client.close()
         server.close()
+
+
+_OUT_OF_DESCRIPTORS = """\
+import logging, os, resource, socket, sys, time
+from relaunch.serve.endpoint import Listener, LoopThread, listen_same_port, response
+
+seen = []
+handler = logging.Handler()
+handler.emit = lambda record: seen.append(record.getMessage())
+logging.getLogger("relaunch").addHandler(handler)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+loop = LoopThread()
+
+async def answer(conn):
+    if await conn.read_head() is not None:
+        await conn.reply(response(200, b"ok"))
+
+server = listen_same_port(["127.0.0.1"])[0]
+listener = Listener(loop.loop, server, answer, cap=60, name="test")  # above what is left
+loop.call(listener.start)
+hog = []
+try:
+    while True:
+        hog.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+os.close(hog.pop())  # one left, for the client's end: the server's accept finds none
+client = socket.create_connection(server.getsockname()[:2], timeout=20)
+client.sendall(b"GET / HTTP/1.1\\r\\n\\r\\n")
+deadline = time.monotonic() + 20
+while not seen and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(seen)
+for fd in hog:
+    os.close(fd)
+print(client.recv(100).split(b"\\r\\n")[0].decode())
+"""
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="POSIX descriptor limits")
+def test_listener_out_of_descriptors_pauses_then_serves() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_DESCRIPTORS], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "test: out of file descriptors" in lines[0], result.stdout
+    assert lines[1] == "HTTP/1.1 200 OK", result.stdout
+    assert "Traceback" not in result.stderr

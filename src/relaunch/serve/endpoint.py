@@ -154,7 +154,9 @@ class LoopThread:
     """One asyncio loop on a daemon thread, for the supervisor's endpoints."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        # A selector loop everywhere: the listeners need add_reader, which Windows'
+        # default (proactor) loop lacks.
+        self.loop: asyncio.AbstractEventLoop = asyncio.SelectorEventLoop()
         self.loop.set_exception_handler(_quiet_errors)
         self.cap = connection_cap(oslayer.open_file_limit())
         self._thread = threading.Thread(target=self._run, name="relaunch-endpoints", daemon=True)
@@ -207,8 +209,11 @@ class LoopThread:
 
 
 def _quiet_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    # What a client does wrong is no news for the user's terminal.
-    log.debug("endpoint: %s", context.get("message"), exc_info=context.get("exception"))
+    # What a client does wrong (a reset, a broken pipe) is no news for the user's
+    # terminal; anything else would be relaunch's own bug, and is shown.
+    exc = context.get("exception")
+    level = logging.DEBUG if exc is None or isinstance(exc, OSError) else logging.WARNING
+    log.log(level, "endpoint: %s", context.get("message"), exc_info=exc)
 
 
 class Connection:
