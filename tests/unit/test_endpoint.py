@@ -158,7 +158,7 @@ def test_listener_holds_at_most_its_cap_dropping_the_oldest_idle(
         server.close()
 
 
-def test_listener_answers_408_when_the_head_is_late(
+def test_listener_answers_408_when_the_head_is_late_and_closes_idle_ones(
     loop: LoopThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(endpoint, "HEAD_TIMEOUT", 0.2)
@@ -170,13 +170,16 @@ def test_listener_answers_408_when_the_head_is_late(
     listener = Listener(loop.loop, server, handler, cap=4, name="test")
     loop.call(listener.start)
     client = socket.create_connection(server.getsockname()[:2], timeout=20)
+    idle = socket.create_connection(server.getsockname()[:2], timeout=20)
     try:
         client.sendall(b"GET / HTTP/1.1\r\n")  # and never the rest
         assert client.recv(100).startswith(b"HTTP/1.1 408 ")
+        assert idle.recv(100) == b""  # it never began a request: closed without a word
         _wait(lambda: loop.call(lambda: listener.connections) == 0)
     finally:
         loop.call(listener.stop)
         client.close()
+        idle.close()
         server.close()
 
 

@@ -230,20 +230,31 @@ class Connection:
         self.reader, self.writer = await asyncio.open_connection(sock=self.sock, limit=MAX_HEAD)
 
     async def read_head(self) -> Request | None:
-        """The request head, or None: the client left, or was too slow (answered 408),
-        or sent too much or no HTTP (431, 400)."""
-        assert self.reader is not None and self.writer is not None
+        """The request head, or None: the client left, or was too slow (answered 408
+        if it had begun a request; an idle connection is just closed), or sent too
+        much or no HTTP (431, 400)."""
+        reader = self.reader
+        assert reader is not None and self.writer is not None
+        begun = False
+
+        async def head() -> bytes:
+            nonlocal begun
+            first = await reader.readexactly(1)
+            begun = True
+            return first + await reader.readuntil(b"\r\n\r\n")
+
         try:
-            head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
+            data = await asyncio.wait_for(head(), HEAD_TIMEOUT)
         except asyncio.TimeoutError:
-            self.writer.write(response(408, b"the request did not come in time\n"))
+            if begun:
+                self.writer.write(response(408, b"the request did not come in time\n"))
             return None
         except asyncio.LimitOverrunError:
             self.writer.write(response(431, b"request head too large\n"))
             return None
         except (asyncio.IncompleteReadError, OSError):
             return None
-        request = parse_head(head)
+        request = parse_head(data)
         if request is None:
             self.writer.write(response(400, b"not an HTTP/1 request\n"))
             return None

@@ -122,7 +122,8 @@ class ErrorResponder:
         if request is None:
             return
         if self._serving != epoch:
-            await conn.reply(response(307, headers=[("Location", _same_target(request.target))]))
+            late = [("Location", _same_target(request.target)), ("Cache-Control", "no-store")]
+            await conn.reply(response(307, headers=late))
             return
         headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")]
         await conn.reply(response(500, self.page, headers, send_body=request.method != "HEAD"))
