@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import select
+import shutil
 import signal
 import socket
 import threading
@@ -87,6 +88,7 @@ def trickle() -> Iterator[list[Trickle]]:
         client.close()
 
 
+@pytest.mark.skipif(not shutil.which("prlimit"), reason="needs prlimit (util-linux)")
 @pytest.mark.parametrize("limit", [1024, 128])
 def test_half_open_flood_keeps_the_supervisor_bounded_and_reloads_work(
     site: Path, limit: int
