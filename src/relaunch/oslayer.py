@@ -34,6 +34,7 @@ __all__ = [
     "kill_and_reap",
     "kill_group",
     "make_subreaper",
+    "open_file_limit",
     "popen_group_kwargs",
     "process_alive",
     "processes_with_env",
@@ -579,3 +580,13 @@ def has_epoll_instance(pid: int) -> bool | None:
         except OSError:
             continue
     return False
+
+
+def open_file_limit() -> int | None:
+    """This process's soft limit on open descriptors; None where there is none to read."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY or soft <= 0 else int(soft)

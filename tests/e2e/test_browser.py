@@ -144,3 +144,33 @@ def test_two_tabs_both_reload(site: Path, relaunch: Start, browser: Any) -> None
             wait_until(lambda tab=tab: heading(tab) == "both", what="every tab to reload")
     finally:
         context.close()
+
+
+def _has_ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_live_reload_on_an_ipv6_loopback_host(site: Path, relaunch: Start, page: Any) -> None:
+    port = free_port()
+    r = relaunch(["serve", "app:app", "--host", "::1", "--port", str(port)], site)
+    r.expect(r"serving app:app \(WSGI app\) with waitress", stream="err")
+
+    def loaded() -> bool:
+        try:
+            page.goto(f"http://[::1]:{port}/")
+        except Exception:  # not serving yet
+            return False
+        return heading(page) == "one"
+
+    wait_until(loaded, what="the page on [::1]")
+    listening(page)  # the script reached the endpoint under the page's host, [::1]
+    write(site / "msg.py", "VALUE = 'two'\n")
+    wait_until(lambda: heading(page) == "two", what="the page to show the new code")
