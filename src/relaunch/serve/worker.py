@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Any
 
+from ..integrations.django import devserver as django_devserver
 from .inject import ASGIInjector, WSGIInjector, script
 
 __all__ = ["app_kind", "load_app", "main"]
@@ -221,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     sock.setblocking(False)
     app = load_app(args.app)
     _prepare(app)
+    app = django_devserver.prepare(app)  # URLconf loaded, folders watched, static served
     kind = app_kind(app)
     if args.live_reload:
         port, _, token = args.live_reload.partition(":")

@@ -127,7 +127,25 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
             if autoreload._error_files:
                 relaunch.watch(*autoreload._error_files)
             raise SystemExit(1)
+        channel = relaunch._channel() if self.supervised else None
+        if channel is not None:
+            # The supervisor watches the modules; before it restarts for one, it asks
+            # here, so file_changed reaches receivers for .py files as under runserver.
+            channel.judge_changes(self._judge)
         super().run(django_main_thread)
+
+    def _judge(self, paths: list[str]) -> bool:
+        """Django's contract for files the supervisor saw change: ``file_changed`` for
+        each; True (no restart) only if a receiver handled every one of them."""
+        handled = True
+        for path in paths:
+            results = autoreload.file_changed.send(sender=self, file_path=Path(path))
+            log.debug("%s notified as changed. Signal results: %s.", path, results)
+            if not any(result for _receiver, result in results):
+                if handled:
+                    autoreload.logger.info("%s changed, reloading.", path)
+                handled = False
+        return handled
 
     def _on_paths(self, paths: list[str]) -> None:
         self._events.put((paths, time.monotonic()))
