@@ -197,3 +197,13 @@ def test_gunicorn_preflight_refuses_a_broken_views_module(site: Path, relaunch: 
     write(views, SHOP_VIEWS.replace("VALUE = 1", "VALUE = 3"))
     proc.expect(r"reload #\d+: .*graceful", stream="err", start=mark, timeout=60)
     wait_body(port, "value=3", "/shop/")
+
+
+def test_serve_prints_djangos_log_lines_once(site: Path, relaunch: Start) -> None:
+    r, port = serve(relaunch, site)
+    wait_body(port, "shop template=1", "/shop/")
+    assert get(port, "/first-missing")[0] == 404
+    assert get(port, "/second-missing")[0] == 404
+    # Django's logger writes both; a duplicate of the first would come before the second.
+    r.expect("Not Found: /second-missing", stream="err")
+    assert r.err.count("Not Found: /first-missing") == 1, r.output()

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["installed_roots", "main"]
 
 _MAX_MESSAGE = 4000  # below PIPE_BUF (4096 on Linux, 512 minimum by POSIX)
 _TRACEBACK_CHUNK = 1500  # characters; escaped as JSON it stays under _MAX_MESSAGE
@@ -245,6 +245,11 @@ def _excluded_roots() -> list[str]:
     except AttributeError:
         pass
     return sorted(os.path.realpath(r) for r in roots if r)
+
+
+def installed_roots() -> list[str]:
+    """What ``bootstrap.py --roots`` reports, for the interpreter running this."""
+    return _excluded_roots()
 
 
 def _traceback_files(exc: BaseException) -> list[str]:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -43,7 +44,13 @@ def interpreter_info(interpreter: str) -> InterpreterInfo:
 
     Files under ``roots`` are not watched by default. Running ``executable`` instead of
     a launcher script saves the launcher's start-up on every reload (~70 ms for pyenv).
+    The interpreter running relaunch (``manage.py runserver`` handing itself over) is
+    asked in-process: a Python start saved on the way to the program's first start.
     """
+    if shutil.which(interpreter) == sys.executable:
+        from .bootstrap import installed_roots
+
+        return InterpreterInfo(sys.executable, tuple(installed_roots()))
     try:
         out = subprocess.run(
             [interpreter, "-I", BOOTSTRAP, "--roots"], capture_output=True, timeout=30, check=True

@@ -23,7 +23,7 @@ from django.utils import autoreload  # type: ignore[import-untyped,import-not-fo
 
 import relaunch
 
-from ...run.bootstrap import _excluded_roots
+from ...run.bootstrap import installed_roots
 from ...watch.events import OVERFLOW, Watcher
 from ...watch.fingerprint import Fingerprints
 from ...watch.rules import IgnoreRules
@@ -167,7 +167,7 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
                     continue  # a folder that does not exist (yet): Django skips it too
         rules = IgnoreRules(bases=[os.getcwd(), *(entry.base for entry in entries)])
         watchset = WatchSet(entries=entries, rules=rules)
-        watchset.set_excluded_roots(_excluded_roots())
+        watchset.set_excluded_roots(installed_roots())
         for path in self.extra_files:
             watchset.add(str(Path(path).absolute()), "reloader.extra_files")
         if not self.supervised:
