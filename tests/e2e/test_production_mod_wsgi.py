@@ -397,3 +397,46 @@ def test_symlink_swap_is_followed_with_a_graceful_restart(
         server.close()
         print(server.output()[-100000:])  # shown by pytest when the test failed
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.timeout(120)
+def test_relaunch_run_mod_wsgi_express_embedded_mode_watches_the_app_without_w(
+    relaunch: Callable[..., Relaunch],
+) -> None:
+    """--embedded-mode has no daemon processes: the app's own modules are watched all
+    the same (no -w), a broken save is refused by preflight, and a good one restarts
+    Apache gracefully (no failed request)."""
+    if EXPRESS is None:
+        pytest.skip("mod_wsgi-express is not installed (bash .ci/install-servers.sh)")
+    if os.geteuid() != 0:
+        pytest.skip("these tests run Apache's processes as nobody, which needs root")
+    site = Path(wsgi_site(SCRIPT))
+    port = free_port()
+    args = [*express_args(str(site), port, processes=2), "--embedded-mode"]
+    proc = relaunch(["run", "--", EXPRESS, *args], cwd=site)
+    try:
+        proc.expect(
+            r"mod_wsgi driver: watching [1-9]\d* file\(s\).*graceful Apache restart",
+            stream="err",
+            timeout=60,
+        )
+        assert wait_up(port) == "v0"
+        with running_load(port, CLIENTS) as load:
+            load.wait_served("v0", count=2 * CLIENTS)
+            mark = proc.err.mark()
+            write_atomic(site / "version.py", 'V = "broken\n')
+            proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark, timeout=30)
+            write_atomic(site / "version.py", version_file("v1"))
+            proc.expect(
+                r"mod_wsgi reload #1: version.py changed; preflight ok .*graceful Apache restart",
+                stream="err",
+                start=mark,
+                timeout=60,
+            )
+            load.wait_served("v1", count=4 * CLIENTS)
+        assert load.failures == [], load.failures[:5]
+        assert proc.err.count(r"^\[relaunch\] (reload #|program exited|error: program)") == 0
+    finally:
+        proc.close()
+        print(proc.output()[-200000:])  # shown by pytest when the test failed
+        shutil.rmtree(site, ignore_errors=True)
