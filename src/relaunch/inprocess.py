@@ -50,8 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Monitor",
-    "adopt",
     "add_reload_hook",
+    "adopt",
     "module_files",
     "monitor",
     "reexec_argv",

@@ -116,7 +116,10 @@ SHOP_CSS = "h1 { color: rgb(255, 0, 0) }\n"
 
 
 def admin_for(model: str) -> str:
-    return f"from django.contrib import admin\n\nfrom .models import {model}\n\nadmin.site.register({model})\n"
+    return (
+        f"from django.contrib import admin\n\nfrom .models import {model}\n\n"
+        f"admin.site.register({model})\n"
+    )
 
 
 def make_site(root: Path, *, integration: bool = False) -> Path:

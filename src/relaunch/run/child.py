@@ -325,7 +325,7 @@ class Child:
         try:
             return self._judgements.get(timeout=timeout)
         except queue.Empty:
-            log.warning("the program did not say within %.0f s whether it handles the change", timeout)
+            log.warning("the program did not say within %.0f s if it handles the change", timeout)
             return False
 
     def stop(self, grace: float) -> None:

@@ -618,7 +618,8 @@ class Supervisor:
             done = self.driver.reload(child, changed)
             if isinstance(done, NotReloaded):
                 # The previous version keeps serving (a failed preflight is an error).
-                log.log(logging.INFO if isinstance(done, Handled) else logging.ERROR, "%s; %s", why, done)
+                level = logging.INFO if isinstance(done, Handled) else logging.ERROR
+                log.log(level, "%s; %s", why, done)
                 return
             if done is not None:
                 self.reloads += 1
