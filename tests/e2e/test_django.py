@@ -62,8 +62,12 @@ def test_serve_template_edits_show_with_django_default_cached_loader(
     assert r.err.count("reload #") == 0
 
 
-def test_serve_serves_static_files_as_runserver(site: Path, relaunch: Start) -> None:
-    _r, port = serve(relaunch, site)
+@pytest.mark.parametrize("app", ["mysite.wsgi", "mysite.asgi"])
+def test_serve_serves_static_files_as_runserver(site: Path, relaunch: Start, app: str) -> None:
+    if app.endswith("asgi"):
+        pytest.importorskip("uvicorn")
+    port = free_port()
+    relaunch(["serve", app, "--port", str(port)], site)
     wait_body(port, "shop template=1", "/shop/")
     assert get(port, "/static/shop/shop.css") == (200, "h1 { color: rgb(255, 0, 0) }\n")
     assert get(port, "/static/blog/blog.js") == (200, "console.log('blog');\n")
