@@ -211,3 +211,16 @@ def test_serve_prints_djangos_log_lines_once(site: Path, relaunch: Start) -> Non
     # Django's logger writes both; a duplicate of the first would come before the second.
     r.expect("Not Found: /second-missing", stream="err")
     assert r.err.count("Not Found: /first-missing") == 1, r.output()
+
+
+def test_preflight_loads_the_urlconf_of_a_django_application(site: Path) -> None:
+    """The throwaway import uWSGI, mod_wsgi and ``relaunch watch --preflight`` use."""
+    from relaunch.preflight import AppSpec, run_preflight
+
+    spec = AppSpec("module", "mysite.wsgi", "application")
+    good = run_preflight(spec, cwd=str(site), timeout=60)
+    assert good.ok, good.output
+    assert str(site / "shop" / "views.py") in good.files  # watched from the first reload
+    write(site / "blog" / "views.py", BLOG_VIEWS + "\ndef broken(:\n")
+    bad = run_preflight(spec, cwd=str(site), timeout=60)
+    assert not bad.ok and "SyntaxError" in bad.summary, bad
