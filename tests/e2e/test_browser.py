@@ -174,3 +174,29 @@ def test_live_reload_on_an_ipv6_loopback_host(site: Path, relaunch: Start, page:
     listening(page)  # the script reached the endpoint under the page's host, [::1]
     write(site / "msg.py", "VALUE = 'two'\n")
     wait_until(lambda: heading(page) == "two", what="the page to show the new code")
+
+
+def test_django_project_template_and_css_edits_refresh_the_page_without_watch_flags(
+    tmp_path: Path, relaunch: Start, page: Any
+) -> None:
+    """A real Django project (cached template loader, static files from the app's
+    static/ folder): no -w, and both edits reach the open page, no restart."""
+    pytest.importorskip("django")
+    from .djangosite import SHOP_INDEX, make_site
+
+    site = make_site(tmp_path)
+    port = free_port()
+    r = relaunch(["serve", "mysite.wsgi", "--port", str(port)], site)
+    wait_body(port, "shop template=1", "/shop/")
+    page.goto(f"http://127.0.0.1:{port}/shop/")
+    color = "getComputedStyle(document.querySelector('#v')).color"
+    wait_until(lambda: page.evaluate(color) == "rgb(255, 0, 0)", what="the app's stylesheet")
+    listening(page)
+    page.evaluate("window.__marker = 'same page'")  # gone if the page reloads
+    write(site / "shop" / "static" / "shop" / "shop.css", "h1 { color: rgb(0, 0, 255) }\n")
+    wait_until(lambda: page.evaluate(color) == "rgb(0, 0, 255)", what="the new style")
+    assert page.evaluate("window.__marker") == "same page"
+    template = site / "shop" / "templates" / "shop" / "index.html"
+    write(template, SHOP_INDEX.replace("template=1", "template=2"))
+    wait_until(lambda: heading(page) == "shop template=2", what="the page to show the template")
+    assert r.err.count("reload #") == 0

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,7 +44,13 @@ def interpreter_info(interpreter: str) -> InterpreterInfo:
 
     Files under ``roots`` are not watched by default. Running ``executable`` instead of
     a launcher script saves the launcher's start-up on every reload (~70 ms for pyenv).
+    The interpreter running relaunch (``manage.py runserver`` handing itself over) is
+    asked in-process: a Python start saved on the way to the program's first start.
     """
+    if shutil.which(interpreter) == sys.executable:
+        from .bootstrap import installed_roots
+
+        return InterpreterInfo(sys.executable, tuple(installed_roots()))
     try:
         out = subprocess.run(
             [interpreter, "-I", BOOTSTRAP, "--roots"], capture_output=True, timeout=30, check=True
@@ -154,6 +162,9 @@ class Child:
         self._report_fd: int | None = None
         self.has_hooks = threading.Event()
         self.hooks_done = threading.Event()
+        # The program asked to judge changes itself ("changes"); its answers, in order.
+        self.judges_changes = threading.Event()
+        self._judgements: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._control_w: int | None = None
 
     def argv(self) -> list[str]:
@@ -281,6 +292,10 @@ class Child:
                             self.has_hooks.set()
                         elif message.kind == "hooks-done":
                             self.hooks_done.set()
+                        elif message.kind == "changes":
+                            self.judges_changes.set()
+                        elif message.kind in ("handled", "unhandled"):
+                            self._judgements.put(message.kind == "handled")
                         self.on_event(("msg", self.generation, message))
         finally:
             with self._reading:
@@ -295,6 +310,23 @@ class Child:
                 if self._report_fd is None or oslayer.unread_bytes(self._report_fd) == 0:
                     return
             time.sleep(0.001)
+
+    def handles_change(self, paths: Sequence[str], timeout: float) -> bool:
+        """Ask the running program whether it handles this change itself (it asked to be
+        asked). False (restart) when it says no, does not answer in time, or is gone."""
+        if not self.judges_changes.is_set() or self._control_w is None or self.exited.is_set():
+            return False
+        while not self._judgements.empty():  # a late answer to an earlier question
+            self._judgements.get_nowait()
+        try:
+            os.write(self._control_w, b"changed " + json.dumps(list(paths)).encode() + b"\n")
+        except OSError:
+            return False
+        try:
+            return self._judgements.get(timeout=timeout)
+        except queue.Empty:
+            log.warning("the program did not say within %.0f s if it handles the change", timeout)
+            return False
 
     def stop(self, grace: float) -> None:
         """Stop the whole process group: reload hooks, SIGTERM, then SIGKILL after ``grace``.

@@ -44,7 +44,7 @@ from ..watch.settle import Settler
 from ..watch.watchset import WatchSet, is_within
 from . import ipc
 from .child import Child, Guardian, interpreter_info
-from .drivers import Driver, NotReloaded
+from .drivers import Driver, Handled, NotReloaded
 from .releases import ReleaseLinks
 from .warm import Cold, Warm
 
@@ -402,6 +402,20 @@ class Supervisor:
             # edit, so only the mtime says the running code is old.
             self._changed_unseen(stale)
 
+    def _add_folders(self, folders: Iterable[str]) -> None:
+        """Watch folders the program asked for, as ``--watch`` folders: under ``serve``, a
+        change there refreshes pages rather than restarting (they hold no code it runs)."""
+        added = [f for f in folders if self.watchset.add_folder(f, "relaunch.watch() folder")]
+        if not added:
+            return
+        # As for files: what is in them now is the baseline, and an edit before the watcher
+        # covers them is found at the next refresh.
+        for path in self.watchset.files():
+            if any(is_within(path, folder) for folder in added):
+                self.fingerprints.remember(path)
+                self._unwatched.add(path)
+        self._mark_watch_dirty()
+
     def _mark_watch_dirty(self) -> None:
         if self._watch_dirty_at is None:
             self._watch_dirty_at = time.monotonic() + _WATCH_REFRESH
@@ -465,7 +479,10 @@ class Supervisor:
                 ((path, mtime) for _name, path, mtime in message.modules), "imported by the program"
             )
         elif message.kind == "watch":
-            self._add_files(((p, None) for p in message.paths), "relaunch.watch()")
+            folders = [p for p in message.paths if os.path.isdir(p)]
+            self._add_folders(folders)
+            files = (p for p in message.paths if p not in folders)
+            self._add_files(((p, None) for p in files), "relaunch.watch()")
         elif message.kind == "failed":
             self._add_files(((p, None) for p in message.paths), "named in the program's traceback")
             self._failed_files.update(p for p in message.paths if self.watchset.matches(p))
@@ -600,7 +617,9 @@ class Supervisor:
         if child is not None and self.state == "running":
             done = self.driver.reload(child, changed)
             if isinstance(done, NotReloaded):
-                log.error("%s; %s", why, done)  # the previous version keeps serving
+                # The previous version keeps serving (a failed preflight is an error).
+                level = logging.INFO if isinstance(done, Handled) else logging.ERROR
+                log.log(level, "%s; %s", why, done)
                 return
             if done is not None:
                 self.reloads += 1
