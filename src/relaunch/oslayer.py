@@ -15,6 +15,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,6 +41,7 @@ __all__ = [
     "reap_group_orphans",
     "terminate_group",
     "unread_bytes",
+    "wait_exit",
     "wait_readable",
     "watch_limit_hint",
 ]
@@ -207,6 +209,62 @@ def kill_and_reap(pid: int) -> None:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+
+
+def _exists(pid: int) -> bool:
+    """True while ``pid`` exists in any form, a zombie included."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pidfd(pid: int) -> int | None:
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None
+
+
+def wait_exit(pid: int) -> int | None:
+    """Block until process ``pid`` is gone; its exit code (as ``Popen.returncode``) when
+    this process reaped it, None when another one did.
+
+    ``pid`` need not be this process's child: a warm child is the zygote's, and only
+    becomes this process's (a subreaper) if the zygote dies first. Then it must be
+    reaped here, or its zombie keeps its process group alive; so a zombie that is not
+    ours yet is waited for until its parent reaps it or hands it over.
+    """
+    if IS_WINDOWS:
+        return None
+    import select
+
+    pidfd = _pidfd(pid)  # readable once the process has exited: no polling while it runs
+    delay = 0.001
+    try:
+        while True:
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                if not _exists(pid):
+                    return None
+            if pidfd is not None and not select.select([pidfd], [], [], 0)[0]:
+                select.select([pidfd], [], [])
+                delay = 0.001
+                continue
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def group_alive(pgid: int) -> bool:

@@ -230,20 +230,17 @@ class Child:
         ).start()
 
     def _wait_adopted(self, pid: int) -> None:
-        code: int | None = None
-        while True:
-            try:
-                # Once its parent exits, relaunch (a subreaper) is its parent: reap it.
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    code = os.waitstatus_to_exitcode(status)
-                    break
-            except ChildProcessError:
-                if not oslayer.process_alive(pid):
-                    break  # not ours to reap: its status cannot be known
-            time.sleep(0.05)
+        # Once its parent exits, relaunch (a subreaper) is its parent: wait_exit reaps it.
+        code = oslayer.wait_exit(pid)
         if self.program_pid == pid:
             self._report_exit(code)
+
+    def orphaned(self) -> None:
+        """The process that forked this child (the zygote) is gone or going, so nobody
+        else will report its exit: wait for it here, reaping it once it is handed to
+        relaunch (a subreaper). Blocks until it is gone."""
+        if self.pid is not None:
+            self.mark_exited(oslayer.wait_exit(self.pid))
 
     def mark_exited(self, code: int | None) -> None:
         """Record the exit of the started process (by whoever reaped it; None: unknown).
