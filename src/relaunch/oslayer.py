@@ -114,25 +114,44 @@ def _signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-def terminate_group(pid: int) -> None:
-    """Ask the process group led by ``pid`` to stop (SIGTERM; CTRL_BREAK on Windows)."""
+def _signal_leader_and_group(pid: int, sig: int) -> None:
+    # The leader itself first: a just-forked child may not have made its group yet
+    # (killpg would find no such group), and must get the signal all the same.
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+    _signal_group(pid, sig)
+
+
+def terminate_group(pid: int, *, leader: bool = True) -> None:
+    """Ask the process ``pid`` and the group it leads to stop (SIGTERM; CTRL_BREAK on
+    Windows). ``leader=False``: ``pid`` is reaped already; only what is left in its group."""
     if IS_WINDOWS:
-        try:
-            os.kill(pid, signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-        except OSError:
-            pass
+        if leader:
+            try:
+                os.kill(pid, signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+            except OSError:
+                pass
         return
-    _signal_group(pid, signal.SIGTERM)
+    if leader:
+        _signal_leader_and_group(pid, signal.SIGTERM)
+    else:
+        _signal_group(pid, signal.SIGTERM)
 
 
-def kill_group(pid: int) -> None:
-    """Kill the process group led by ``pid`` and the descendants that left it."""
+def kill_group(pid: int, *, leader: bool = True) -> None:
+    """Kill the process ``pid``, the group it leads and the descendants that left it.
+    ``leader=False`` once ``pid`` itself is known to be reaped (its number may be reused):
+    only its group and the group's descendants."""
     if IS_WINDOWS:
         subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True)
         return
-    leader = pid
-    strays = [p for p in descendants(leader) if _pgid(p) != leader]
-    _signal_group(leader, signal.SIGKILL)
+    strays = [p for p in descendants(pid) if _pgid(p) != pid]
+    if leader:
+        _signal_leader_and_group(pid, signal.SIGKILL)
+    else:
+        _signal_group(pid, signal.SIGKILL)
     for stray in strays:
         try:
             os.kill(stray, signal.SIGKILL)

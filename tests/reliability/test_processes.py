@@ -4,8 +4,10 @@ and Ctrl-C: nothing may outlive relaunch, and relaunch must stay responsive."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,3 +218,39 @@ def test_ctrl_c_twice_kills_a_program_that_ignores_sigterm(tmp_path: Path, relau
     os.killpg(r.proc.pid, signal.SIGINT)
     assert r.wait(timeout=20) == 130, r.output()
     wait_until(lambda: not pid_alive(child), timeout=10, what="the program to be killed")
+
+
+# -- a stop sent the moment a warm child is forked ---------------------------------------------
+
+
+def test_two_sighups_in_a_row_never_wait_out_the_grace(tmp_path: Path, relaunch: Start) -> None:
+    """The second SIGHUP stops a warm child a few ms after the zygote forked it, before
+    the child has made its own process group: the stop must still reach it."""
+    make_app(tmp_path)
+    r = relaunch(["run", "-v", "--restart", "warm", "--grace", "30", "--", PY, "app.py"])
+    r.expect(r"warm-start process \d+ ready", stream="err")
+    reload_re = re.compile(r"\] reload #(\d+): manual reload \(SIGHUP\); (.*)$")
+
+    def last_reload_up(mark: int) -> bool:
+        found = [reload_re.search(line) for line in r.err.lines[mark:]]
+        outcomes = [m.group(2) for m in found if m]
+        return bool(outcomes) and outcomes[-1].startswith("new process up")
+
+    tries = 30
+    for _ in range(tries):
+        mark = r.err.mark()
+        r.signal(signal.SIGHUP)
+        time.sleep(random.uniform(0, 0.006))  # the stimulus: two signals 0-6 ms apart
+        r.signal(signal.SIGHUP)  # (the kernel may merge the two: then one reload)
+        try:
+            # Long before a 30 s grace period could end.
+            wait_until(lambda m=mark: last_reload_up(m), timeout=12, what="the last reload")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{r.output()}") from None
+    took = [int(t) for t in re.findall(r"SIGHUP\); new process up in (\d+) ms", r.err.text())]
+    print(
+        f"\ntwo SIGHUPs 0-6 ms apart, {tries} tries: {len(took)} reloads up, slowest {max(took)} ms"
+    )
+    assert max(took) < 15_000, r.output()
+    r.signal(signal.SIGTERM)
+    assert r.wait() == 0, r.output()

@@ -318,7 +318,7 @@ class Child:
             log.warning("the program did not exit %.1f s after SIGTERM: killing it", grace)
         # Workers it left in its group get the rest of the grace period, then SIGKILL.
         if not _wait_for(lambda: not _group_alive(pid), deadline):
-            oslayer.kill_group(pid)
+            oslayer.kill_group(pid, leader=not self.exited.is_set())
         if not self.exited.wait(timeout=5):
             log.warning("process %d did not go away after SIGKILL", pid)
         _wait_for(lambda: not _group_alive(pid), time.monotonic() + 5)
