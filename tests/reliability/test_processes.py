@@ -254,3 +254,52 @@ def test_two_sighups_in_a_row_never_wait_out_the_grace(tmp_path: Path, relaunch:
     assert max(took) < 15_000, r.output()
     r.signal(signal.SIGTERM)
     assert r.wait() == 0, r.output()
+
+
+# -- a crash that leaves workers in the program's group -------------------------------------
+
+CRASH_WITH_WORKER_APP = """\
+import os, signal, sys, time
+import msg
+
+def worker(on_sigterm):
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGTERM, on_sigterm)
+        os.write(ready_w, b"x")
+        while True:
+            time.sleep(1)
+    os.read(ready_r, 1)
+    return pid
+
+def stopped(*_):
+    with open("worker-sigterm", "w") as f:
+        f.write("SIGTERM")
+    os._exit(0)
+
+polite = worker(stopped)
+stubborn = worker(signal.SIG_IGN)
+print(f"workers polite={polite} stubborn={stubborn}", flush=True)
+raise RuntimeError("boom")
+"""
+
+
+def test_crash_leaving_workers_is_reported_at_once_and_they_get_sigterm(
+    tmp_path: Path, relaunch: Start, reported_pids: list[int], restart: list[str]
+) -> None:
+    make_app(tmp_path, app=CRASH_WITH_WORKER_APP)
+    r = relaunch(["run", *restart, "--grace", "30", "--", PY, "app.py"])
+    found = r.expect(r"^workers polite=(\d+) stubborn=(\d+)$")
+    polite, stubborn = int(found.group(1)), int(found.group(2))
+    reported_pids.extend([polite, stubborn])
+    # Long before the 30 s grace period could end, although one worker ignores SIGTERM.
+    r.expect(r"program exited with code 1", stream="err", timeout=12)
+    wait_until(
+        lambda: (tmp_path / "worker-sigterm").exists(), timeout=12, what="the worker's SIGTERM"
+    )
+    wait_until(lambda: not pid_alive(polite), timeout=12, what="the polite worker to exit")
+    assert pid_alive(stubborn), "it ignores SIGTERM: only the SIGKILL after the grace ends it"
+    os.kill(stubborn, signal.SIGKILL)  # rather than wait 30 s for it
+    r.signal(signal.SIGTERM)
+    assert r.wait() == 0, r.output()

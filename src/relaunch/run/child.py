@@ -313,6 +313,10 @@ class Child:
                 pass
         if not self.exited.is_set():
             oslayer.terminate_group(pid)
+        elif _group_alive(pid):
+            # It exited by itself (a crash) but left workers in its group: they are
+            # asked to stop like any other run's, not left to the SIGKILL.
+            oslayer.terminate_group(pid, leader=False)
         # One reaper only (the waiter thread, or the zygote): wait for its word.
         if not self.exited.wait(timeout=max(0.0, deadline - time.monotonic())):
             log.warning("the program did not exit %.1f s after SIGTERM: killing it", grace)
