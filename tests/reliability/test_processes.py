@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from relaunch import oslayer
+
 from ..e2e.harness import Relaunch, pid_alive, wait_until
 from .support import PY, Start, cpu_seconds, make_app, reload_line, reloads, replace
 
@@ -303,3 +305,67 @@ def test_crash_leaving_workers_is_reported_at_once_and_they_get_sigterm(
     os.kill(stubborn, signal.SIGKILL)  # rather than wait 30 s for it
     r.signal(signal.SIGTERM)
     assert r.wait() == 0, r.output()
+
+
+# -- the guardian itself is killed ------------------------------------------------------------
+
+
+def _guardian(r: Relaunch) -> tuple[int, str] | None:
+    """The guardian process of this relaunch, and its run token; None while there is none."""
+    for pid in oslayer.live_children(r.proc.pid):
+        command = oslayer.process_command(pid) or ""
+        if "relaunch.run.guardian" in command:
+            return pid, command.split()[-1]
+    return None
+
+
+def _run_processes(token: str) -> list[int]:
+    """Every process of the run: those with its token in their environment, and guardians."""
+    found = set(oslayer.processes_with_env(f"_RELAUNCH_RUN={token}"))
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        command = oslayer.process_command(pid) or ""
+        if "relaunch.run.guardian" in command and command.endswith(token):
+            found.add(pid)
+    return sorted(p for p in found if pid_alive(p))
+
+
+def test_killed_guardian_is_replaced_and_nothing_is_orphaned(
+    tmp_path: Path, relaunch: Start, reported_pids: list[int], restart: list[str]
+) -> None:
+    make_app(tmp_path, app=ESCAPING_APP)
+    r = relaunch(["run", *restart, "--", PY, "app.py"])
+    _escaped(r, 1, reported_pids)
+    replace(tmp_path / "msg.py", "VALUE = 2\n")  # warm: a run forked by the zygote
+    mine = _escaped(r, 2, reported_pids)
+    wait_until(lambda: _guardian(r) is not None, what="the guardian")
+    first = _guardian(r)
+    assert first is not None
+    killed_at = time.monotonic()
+    os.kill(first[0], signal.SIGKILL)
+    r.expect(rf"the guardian process \({first[0]}\) died .*: started another", stream="err")
+    print(f"\nguardian SIGKILLed: replaced in {(time.monotonic() - killed_at) * 1000:.0f} ms")
+    second = _guardian(r)
+    assert second is not None and second[0] != first[0] and second[1] == first[1]
+    r.proc.kill()
+    r.proc.wait()
+    _all_gone(r, mine, "every process of the program to die with relaunch (SIGKILL)")
+    wait_until(lambda: not _run_processes(first[1]), timeout=15, what="the run's processes")
+
+
+def test_ctrl_c_after_the_guardian_was_killed_exits_cleanly(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    make_app(tmp_path)
+    r = relaunch(["run", "--", PY, "app.py"])
+    r.expect(r"^start pid=\d+ value=1$")
+    wait_until(lambda: _guardian(r) is not None, what="the guardian")
+    first = _guardian(r)
+    assert first is not None
+    os.kill(first[0], signal.SIGKILL)
+    wait_until(lambda: not pid_alive(first[0]), what="the guardian to die")
+    r.signal(
+        signal.SIGINT
+    )  # to relaunch alone: the program's own KeyboardInterrupt is not the point
+    assert r.wait() == 0, r.output()
+    assert "Traceback" not in r.err.text(), r.output()
+    wait_until(lambda: not _run_processes(first[1]), timeout=15, what="the run's processes")

@@ -59,16 +59,35 @@ def interpreter_info(interpreter: str) -> InterpreterInfo:
 
 
 class Guardian:
-    """Handle on the guardian process (see guardian.py); a no-op where it cannot run."""
+    """Handle on the guardian process (see guardian.py); a no-op where it cannot run.
 
-    def __init__(self, token: str) -> None:
+    If the guardian dies (someone killed it), ``on_gone`` is called from a waiter thread;
+    the supervisor then calls :meth:`replace` on its own thread (the only one that starts
+    processes: a process being started elsewhere could look like a stray to it).
+    """
+
+    # A guardian that dies this soon after its start is failing, not being killed: after
+    # a few in a row, relaunch runs without one rather than start them in a loop.
+    SHORT_LIFE = 1.0
+    MAX_SHORT_LIVES = 3
+
+    def __init__(self, token: str, on_gone: Callable[[], None] | None = None) -> None:
+        self.token = token
+        self.on_gone = on_gone
         self.proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._groups: set[int] = set()  # what the guardian must kill if relaunch dies
+        self._closing = False
+        self._started_at = 0.0
+        self._short_lives = 0
         if oslayer.IS_WINDOWS:
             return
+        self._start()
+
+    def _start(self) -> None:
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "relaunch.run.guardian", token],
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "relaunch.run.guardian", self.token],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 close_fds=True,
@@ -80,35 +99,99 @@ class Guardian:
                 "relaunch if it is killed",
                 exc,
             )
+            return
+        self.proc = proc
+        self._started_at = time.monotonic()
+        threading.Thread(
+            target=self._wait, args=(proc,), name="relaunch-guardian-wait", daemon=True
+        ).start()
+
+    def _wait(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.wait()
+        if not self._closing and self.on_gone is not None:
+            self.on_gone()
+
+    def replace(self) -> None:
+        """Start a new guardian if the current one is dead, and tell it every group."""
+        with self._lock:
+            old = self.proc
+            if self._closing or old is None or old.poll() is None:
+                return
+            lived = time.monotonic() - self._started_at
+            self._short_lives = self._short_lives + 1 if lived < self.SHORT_LIFE else 0
+            if old.stdin is not None:
+                try:
+                    old.stdin.close()
+                except OSError:
+                    pass  # it is dead: what was left unwritten does not matter
+            self.proc = None
+            if self._short_lives >= self.MAX_SHORT_LIVES:
+                log.warning(
+                    "the guardian process keeps dying (%s): children may outlive "
+                    "relaunch if it is killed",
+                    _how(old.returncode),
+                )
+                return
+            self._start()
+            if self.proc is None:
+                return
+            log.warning(
+                "the guardian process (%d) died (%s): started another (%d)",
+                old.pid,
+                _how(old.returncode),
+                self.proc.pid,
+            )
+            for pgid in sorted(self._groups):
+                self._write(f"+{pgid}")
 
     def _say(self, line: str) -> None:
         # Called from the supervisor's thread and from threads retiring old children.
         with self._lock:
-            if self.proc is not None and self.proc.stdin is not None:
-                try:
-                    self.proc.stdin.write(line.encode() + b"\n")
-                    self.proc.stdin.flush()
-                except (OSError, ValueError):
-                    pass
+            self._write(line)
+
+    def _write(self, line: str) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.write(line.encode() + b"\n")
+                self.proc.stdin.flush()
+            except (OSError, ValueError):
+                pass
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
+        proc = self.proc
+        return proc.pid if proc is not None else None
 
     def track(self, pgid: int) -> None:
-        self._say(f"+{pgid}")
+        with self._lock:
+            self._groups.add(pgid)
+            self._write(f"+{pgid}")
 
     def forget(self, pgid: int) -> None:
-        self._say(f"-{pgid}")
+        with self._lock:
+            self._groups.discard(pgid)
+            self._write(f"-{pgid}")
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.stdin is not None:
-            with self._lock:
-                self.proc.stdin.close()
+        with self._lock:
+            self._closing = True
+            proc = self.proc
+            if proc is None or proc.stdin is None:
+                return
             try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+                proc.stdin.close()
+            except OSError:
+                pass  # a guardian that died: its pipe is broken, and it has nothing to do
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _how(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
 
 
 class Forker(Protocol):

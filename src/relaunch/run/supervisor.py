@@ -185,7 +185,7 @@ class Supervisor:
         """Run until stopped; returns the exit code for relaunch itself."""
         self._install_signals()
         self._subreaper = oslayer.make_subreaper()
-        self.guardian = Guardian(self.run_token)
+        self.guardian = Guardian(self.run_token, on_gone=lambda: self.events.put(("guardian",)))
         if self.command.python is not None:
             info = interpreter_info(self.command.python.interpreter)
             # relaunch's own code (the serve worker, the API) is tooling, not the program:
@@ -311,6 +311,8 @@ class Supervisor:
             self.strategy.zygote_event(event[1], event[2])
         elif kind == "retired":
             self._kill_strays()
+        elif kind == "guardian" and self.guardian is not None:
+            self.guardian.replace()
 
     def _on_signal_event(self, signum: int) -> None:
         if signum == getattr(signal, "SIGHUP", None):
