@@ -211,7 +211,8 @@ def test_reload_after_a_rebuild_does_not_wait_out_the_grace(
         r.expect(READY, stream="err", start=mark)
         mark = r.err.mark()
         write(app / "msg.py", "VALUE = 3\n")
-        r.expect("run value=3 lib=1")
+        # The new zygote preloads what the old one had (its warm child never reported it).
+        r.expect("run value=3 lib=1 preloaded=True")
         took = int(
             r.expect(
                 r"reload #\d+: msg\.py changed; new process up in (\d+) ms",
