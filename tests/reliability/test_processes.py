@@ -296,12 +296,15 @@ def test_crash_leaving_workers_is_reported_at_once_and_they_get_sigterm(
     polite, stubborn = int(found.group(1)), int(found.group(2))
     reported_pids.extend([polite, stubborn])
     # Long before the 30 s grace period could end, although one worker ignores SIGTERM.
+    crashed_at = time.monotonic()  # (it raises right after printing that line)
     r.expect(r"program exited with code 1", stream="err", timeout=12)
+    reported = (time.monotonic() - crashed_at) * 1000
     wait_until(
         lambda: (tmp_path / "worker-sigterm").exists(), timeout=12, what="the worker's SIGTERM"
     )
     wait_until(lambda: not pid_alive(polite), timeout=12, what="the polite worker to exit")
     assert pid_alive(stubborn), "it ignores SIGTERM: only the SIGKILL after the grace ends it"
+    print(f"\ncrash with workers left in the group: reported {reported:.0f} ms after its last line")
     os.kill(stubborn, signal.SIGKILL)  # rather than wait 30 s for it
     r.signal(signal.SIGTERM)
     assert r.wait() == 0, r.output()
