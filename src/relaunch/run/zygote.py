@@ -183,6 +183,10 @@ class ZygoteClient:
         except OSError:
             pass
         self.sock.close()
+        if self.busy:
+            # Mid-preload it reads the socket (and sees the EOF) only once every import is
+            # done: seconds for a large library, and the supervisor's thread waits here.
+            self.proc.kill()
         try:
             self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
