@@ -144,12 +144,8 @@ class Guardian:
             for pgid in sorted(self._groups):
                 self._write(f"+{pgid}")
 
-    def _say(self, line: str) -> None:
-        # Called from the supervisor's thread and from threads retiring old children.
-        with self._lock:
-            self._write(line)
-
     def _write(self, line: str) -> None:
+        # Under self._lock: the supervisor's thread and threads retiring old children write.
         if self.proc is not None and self.proc.stdin is not None:
             try:
                 self.proc.stdin.write(line.encode() + b"\n")
