@@ -355,6 +355,36 @@ def test_killed_guardian_is_replaced_and_nothing_is_orphaned(
     wait_until(lambda: not _run_processes(first[1]), timeout=15, what="the run's processes")
 
 
+STUBBORN_APP = """\
+import os, signal, time
+import msg
+signal.signal(signal.SIGTERM, lambda *_: print("SIGTERM ignored", flush=True))
+print(f"stubborn value={msg.VALUE} pid={os.getpid()}", flush=True)
+time.sleep(3600)
+"""
+
+
+def test_guardian_killed_while_relaunch_waits_out_a_grace_is_replaced(
+    tmp_path: Path, relaunch: Start, reported_pids: list[int]
+) -> None:
+    """relaunch's own thread is busy for the whole grace period (the program ignores
+    SIGTERM): the new guardian must not wait for it."""
+    make_app(tmp_path, app=STUBBORN_APP)
+    r = relaunch(["run", "--grace", "60", "--", PY, "app.py"])
+    pid = int(r.expect(r"^stubborn value=1 pid=(\d+)$").group(1))
+    reported_pids.append(pid)
+    first = _guardian(r)
+    assert first is not None
+    replace(tmp_path / "msg.py", "VALUE = 2\n")  # the stop that waits out 60 s
+    r.expect(r"^SIGTERM ignored$")
+    os.kill(first[0], signal.SIGKILL)
+    r.expect(rf"the guardian process \({first[0]}\) died .*: started another", stream="err")
+    r.proc.kill()
+    r.proc.wait()
+    _all_gone(r, [pid], "the program to die with relaunch (SIGKILL)")
+    wait_until(lambda: not _run_processes(first[1]), timeout=15, what="the run's processes")
+
+
 def test_ctrl_c_after_the_guardian_was_killed_exits_cleanly(
     tmp_path: Path, relaunch: Start
 ) -> None:

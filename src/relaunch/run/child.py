@@ -61,9 +61,10 @@ def interpreter_info(interpreter: str) -> InterpreterInfo:
 class Guardian:
     """Handle on the guardian process (see guardian.py); a no-op where it cannot run.
 
-    If the guardian dies (someone killed it), ``on_gone`` is called from a waiter thread;
-    the supervisor then calls :meth:`replace` on its own thread (the only one that starts
-    processes: a process being started elsewhere could look like a stray to it).
+    If the guardian dies (someone killed it), a waiter thread starts another at once,
+    even while the supervisor's thread is busy stopping a program. Reading :attr:`pid`
+    waits for a start under way: the supervisor lists its children before it asks, so a
+    guardian being started is never taken for a stray.
     """
 
     # A guardian that dies this soon after its start is failing, not being killed: after
@@ -71,9 +72,8 @@ class Guardian:
     SHORT_LIFE = 1.0
     MAX_SHORT_LIVES = 3
 
-    def __init__(self, token: str, on_gone: Callable[[], None] | None = None) -> None:
+    def __init__(self, token: str) -> None:
         self.token = token
-        self.on_gone = on_gone
         self.proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._groups: set[int] = set()  # what the guardian must kill if relaunch dies
@@ -108,10 +108,9 @@ class Guardian:
 
     def _wait(self, proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
-        if not self._closing and self.on_gone is not None:
-            self.on_gone()
+        self._replace()
 
-    def replace(self) -> None:
+    def _replace(self) -> None:
         """Start a new guardian if the current one is dead, and tell it every group."""
         with self._lock:
             old = self.proc
@@ -155,8 +154,8 @@ class Guardian:
 
     @property
     def pid(self) -> int | None:
-        proc = self.proc
-        return proc.pid if proc is not None else None
+        with self._lock:
+            return self.proc.pid if self.proc is not None else None
 
     def track(self, pgid: int) -> None:
         with self._lock:

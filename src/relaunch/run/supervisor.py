@@ -185,7 +185,7 @@ class Supervisor:
         """Run until stopped; returns the exit code for relaunch itself."""
         self._install_signals()
         self._subreaper = oslayer.make_subreaper()
-        self.guardian = Guardian(self.run_token, on_gone=lambda: self.events.put(("guardian",)))
+        self.guardian = Guardian(self.run_token)
         if self.command.python is not None:
             info = interpreter_info(self.command.python.interpreter)
             # relaunch's own code (the serve worker, the API) is tooling, not the program:
@@ -311,8 +311,6 @@ class Supervisor:
             self.strategy.zygote_event(event[1], event[2])
         elif kind == "retired":
             self._kill_strays()
-        elif kind == "guardian" and self.guardian is not None:
-            self.guardian.replace()
 
     def _on_signal_event(self, signum: int) -> None:
         if signum == getattr(signal, "SIGHUP", None):
@@ -590,7 +588,8 @@ class Supervisor:
         if not self._subreaper:
             return
         for _round in range(5):  # killing one may orphan its own children
-            strays = oslayer.child_pids() - self._known_pids()
+            children = oslayer.child_pids()  # first: a guardian started meanwhile is known
+            strays = children - self._known_pids()
             if not strays:
                 return
             log.debug("killing %d process(es) left behind: %s", len(strays), sorted(strays))
