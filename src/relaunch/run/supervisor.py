@@ -605,7 +605,8 @@ class Supervisor:
         if not self._subreaper:
             return
         for _round in range(5):  # killing one may orphan its own children
-            strays = oslayer.child_pids() - self._known_pids()
+            children = oslayer.child_pids()  # first: a guardian started meanwhile is known
+            strays = children - self._known_pids()
             if not strays:
                 return
             log.debug("killing %d process(es) left behind: %s", len(strays), sorted(strays))
@@ -641,9 +642,12 @@ class Supervisor:
     def _on_exit(self, generation: int, code: int | None) -> None:
         if generation != self.generation or self.child is None:
             return  # an old child, stopped on purpose
-        child = self.child
-        lived = time.monotonic() - child.started_at
-        self._stop_child()  # reap what it left in its group
+        lived = time.monotonic() - self.child.started_at
+        # Said first: stopping what it left in its group may take the whole grace period.
+        self._report_exit(code, lived)
+        self._stop_child()  # SIGTERM, then SIGKILL, what it left in its group
+
+    def _report_exit(self, code: int | None, lived: float) -> None:
         if code == 0:
             self.state = "exited"
             if self.on_exit == "exit":
