@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ..e2e.harness import Relaunch, write
+from ..e2e.harness import Relaunch, wait_until, write
 from .support import (
     PY,
     Start,
@@ -60,6 +60,32 @@ def test_polling_sees_edits_creation_and_deletion(tmp_path: Path, relaunch: Star
     r.expect(r"start value=2 later=2$")
     r.expect(reload_line(4, r"later\.py"), stream="err")
     assert reloads(r) == 4, r.output()
+
+
+DATA_READER = """\
+import os, time
+print("data=" + ",".join(
+    f"{n}:{open(os.path.join('data', n)).read()}" for n in sorted(os.listdir("data"))
+), flush=True)
+time.sleep(3600)
+"""
+
+
+def test_polling_follows_a_file_created_after_start(tmp_path: Path, relaunch: Start) -> None:
+    """A file created in a polled --watch folder joins what the poller stats: not only
+    its creation reloads, every later edit does too."""
+    make_app(tmp_path, app=DATA_READER)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "old.txt").write_text("1")
+    r = relaunch(["run", "-v", *POLL, "-w", "data", "--", PY, "app.py"])
+    r.expect(r"^data=old.txt:1$")
+    wait_watching(r, 1)
+    (tmp_path / "data" / "new.txt").write_text("1")
+    r.expect(r"^data=new.txt:1,old.txt:1$")
+    for value in (2, 3):
+        replace(tmp_path / "data" / "new.txt", f"{value}")
+        r.expect(rf"^data=new.txt:{value},old.txt:1$")
+    assert reloads(r) == 3, r.output()
 
 
 # -- unreadable folders -----------------------------------------------------------------------
@@ -315,6 +341,63 @@ def test_os_watch_limit_really_exhausted_falls_back_to_polling(tmp_path: Path) -
             r.expect(reload_line(number, rf"tree/{folder}/data\.txt"), stream="err")
         replace(tmp_path / "msg.py", "VALUE = 2\n")
         r.expect(r"value=2$")
+        assert r.proc.poll() is None, r.output()
+        no_traceback_of_relaunch(r)
+    finally:
+        r.close()
+
+
+def _files_reloaded_for(r: Relaunch, start: int) -> int:
+    """How many files the reload lines from stderr line ``start`` on name in all (each
+    file is reported by one batch only: a second look finds it unchanged)."""
+    total = 0
+    for line in r.err.lines[start:]:
+        match = re.search(r"\] reload #\d+: (.*) changed; ", line)
+        if match:
+            names = match.group(1)
+            more = re.search(r" \(\+(\d+) more\)$", names)
+            if more:
+                names = names[: more.start()]
+            total += len(names.split(", ")) + (int(more.group(1)) if more else 0)
+    return total
+
+
+def _wait_files_reloaded(r: Relaunch, start: int, count: int) -> None:
+    try:
+        wait_until(lambda: _files_reloaded_for(r, start) >= count, what=f"{count} files reloaded")
+    except AssertionError as exc:
+        seen = _files_reloaded_for(r, start)
+        raise AssertionError(f"{exc}: {seen} seen\n{r.output()}") from None
+
+
+def test_files_created_in_folders_past_the_watch_limit_are_followed(tmp_path: Path) -> None:
+    """Files created after start, in folders watched by events and in folders polled
+    because the limit was hit: every later edit of each is seen."""
+    if not _low_limit_available():
+        pytest.skip("cannot lower the inotify limit here (needs unprivileged user namespaces)")
+    make_app(tmp_path)
+    tree = tmp_path / "tree"
+    folders = [tree / f"d{n:02d}" for n in range(3 * LOW_LIMIT)]
+    for folder in folders:
+        folder.mkdir(parents=True)
+        (folder / "data.txt").write_text("1")
+    r = Relaunch(
+        ["run", "-v", "-w", "tree", "--poll-interval", "0.05", "--", PY, "app.py"],
+        tmp_path,
+        prefix=IN_LOW_LIMIT,
+    )
+    try:
+        r.expect(r"value=1$")
+        r.expect(r"limit on .* was reached: polling \d+ folder", stream="err")
+        wait_watching(r, len(folders) + 2)
+        mark = r.err.mark()
+        for folder in folders:
+            (folder / "new.txt").write_text("1")
+        _wait_files_reloaded(r, mark, len(folders))  # the creations
+        mark = r.err.mark()
+        for folder in folders:
+            replace(folder / "new.txt", "2")
+        _wait_files_reloaded(r, mark, len(folders))  # the edits
         assert r.proc.poll() is None, r.output()
         no_traceback_of_relaunch(r)
     finally:

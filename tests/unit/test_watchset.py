@@ -388,6 +388,23 @@ def test_tree_is_cached_until_invalidated(project: Path) -> None:
     assert str(project / "static" / "new" / "a.js") in ws.files()
 
 
+def test_a_file_that_appeared_joins_the_files_without_a_rewalk(project: Path) -> None:
+    ws = make_set(entries=[WatchEntry.parse("static", cwd=str(project))])
+    assert ws.files() == {str(project / "static" / "site.css")}
+    new = project / "static" / "new.css"
+    new.write_text("")
+    assert ws.appeared(str(new)) is True
+    assert str(new) in ws.files()
+    assert ws.appeared(str(new)) is False  # already there
+    # Not matched by any entry, ignored, or not a file: not taken in.
+    (project / "notes2.txt").write_text("")
+    (project / "static" / "x.log").write_text("")
+    (project / "static" / "dir").mkdir()
+    for path in ("notes2.txt", "static/x.log", "static/dir", "static/gone.css"):
+        assert ws.appeared(str(project / path)) is False
+        assert str(project / path) not in ws.files()
+
+
 def test_walk_does_not_follow_symlinks(project: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()

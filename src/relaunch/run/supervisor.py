@@ -342,6 +342,13 @@ class Supervisor:
                 or os.path.isdir(path)
             )
             if not folder and (path in self.fingerprints or self.watchset.matches(path)):
+                if self.watchset.appeared(path):
+                    # A new file: compared with its absence, not with what the refresh
+                    # finds. Until the watcher has it in its file list an edit raises
+                    # nothing, so the refresh compares it once more.
+                    self.fingerprints.absent_before(path)
+                    self._unwatched.add(path)
+                    self._mark_watch_dirty()
                 relevant.append(path)
                 continue
             if self.watchset.rules.reason(path, is_dir=True):

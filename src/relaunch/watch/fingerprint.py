@@ -77,6 +77,12 @@ class Fingerprints:
         now = self._known[path]
         return (now.mtime_ns if now is not None else -1) != loaded_mtime_ns
 
+    def absent_before(self, path: str) -> None:
+        """Record that the file did not exist before now (it appeared after the watch
+        set was listed), unless it has a baseline already: its next fingerprint is then
+        compared with its absence."""
+        self._known.setdefault(path, None)
+
     def mtime_ns(self, path: str) -> int | None:
         """The mtime of the last fingerprint taken, None if none or the file was missing."""
         known = self._known.get(path)

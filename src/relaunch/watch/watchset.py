@@ -196,6 +196,20 @@ class WatchSet:
             self._tree = (dirs, files)
         return self._tree
 
+    def appeared(self, path: str) -> bool:
+        """A file appeared in a watched folder: True if a ``--watch`` entry takes it in,
+        so that :meth:`files` (what polling stats, what inotify waits for the close of)
+        holds it from now on. Without this only a re-walk of the tree would add it."""
+        if self._tree is None:
+            return False  # the next walk finds it
+        files = self._tree[1]
+        if path in files or path in self.imported or not self.matches(path):
+            return False
+        if not os.path.isfile(path):
+            return False
+        files.add(path)
+        return True
+
     def directories(self) -> set[str]:
         """Folders to watch, each non-recursively: the OS watch count follows the watch set."""
         dirs = set(self._entry_tree()[0])
