@@ -297,26 +297,38 @@ def test_edit_while_a_big_tree_is_being_read_is_not_lost(tmp_path: Path, relaunc
 # 4.9+), which its root may lower: the limit is really hit, without touching the
 # machine's own setting that other tests share.
 LOW_LIMIT = 12
-IN_LOW_LIMIT = [
-    "unshare",
-    "--user",
-    "--map-root-user",
-    "sh",
-    "-c",
-    f'echo {LOW_LIMIT} > /proc/sys/user/max_inotify_watches && exec "$@"',
-    "sh",
-]
 
 
-def _low_limit_available() -> bool:
+def _limited(setting: str, value: int) -> list[str]:
+    """The prefix that runs a command in a user namespace with ``setting`` (a file of
+    /proc/sys/user) set to ``value``."""
+    return [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "sh",
+        "-c",
+        f'echo {value} > /proc/sys/user/{setting} && exec "$@"',
+        "sh",
+    ]
+
+
+IN_LOW_LIMIT = _limited("max_inotify_watches", LOW_LIMIT)
+
+
+def _limit_available(setting: str = "max_inotify_watches", value: int = LOW_LIMIT) -> bool:
     if shutil.which("unshare") is None:
         return False
     probe = subprocess.run(
-        [*IN_LOW_LIMIT, "cat", "/proc/sys/user/max_inotify_watches"],
+        [*_limited(setting, value), "cat", f"/proc/sys/user/{setting}"],
         capture_output=True,
         text=True,
     )
-    return probe.returncode == 0 and probe.stdout.strip() == str(LOW_LIMIT)
+    return probe.returncode == 0 and probe.stdout.strip() == str(value)
+
+
+def _low_limit_available() -> bool:
+    return _limit_available()
 
 
 def test_os_watch_limit_really_exhausted_falls_back_to_polling(tmp_path: Path) -> None:
@@ -334,7 +346,13 @@ def test_os_watch_limit_really_exhausted_falls_back_to_polling(tmp_path: Path) -
     )
     try:
         r.expect(r"value=1$")
-        r.expect(r"limit on watched folders was reached: polling \d+ folder", stream="err")
+        # The limit hit is named, with its value: the namespace's, not the machine's.
+        r.expect(
+            r"limit on watched folders was reached: polling \d+ folder\(s\) instead; "
+            rf"user\.max_inotify_watches is {LOW_LIMIT} \(this user namespace's limit\); "
+            r"raise it with 'sudo sysctl user\.max_inotify_watches=524288'$",
+            stream="err",
+        )
         # Changes are seen in every folder: those watched by events and those polled.
         for number, folder in enumerate(("d00", f"d{3 * LOW_LIMIT - 1:02d}"), start=1):
             replace(tree / folder / "data.txt", f"{number + 1}")
@@ -399,6 +417,31 @@ def test_files_created_in_folders_past_the_watch_limit_are_followed(tmp_path: Pa
             replace(folder / "new.txt", "2")
         _wait_files_reloaded(r, mark, len(folders))  # the edits
         assert r.proc.poll() is None, r.output()
+        no_traceback_of_relaunch(r)
+    finally:
+        r.close()
+
+
+def test_inotify_instance_limit_hit_is_named_and_polling_works(tmp_path: Path) -> None:
+    if not _limit_available("max_inotify_instances", 0):
+        pytest.skip("cannot lower the inotify limit here (needs unprivileged user namespaces)")
+    make_app(tmp_path)
+    r = Relaunch(
+        ["run", "--poll-interval", "0.05", "--", PY, "app.py"],
+        tmp_path,
+        prefix=_limited("max_inotify_instances", 0),
+    )
+    try:
+        r.expect(r"value=1$")
+        r.expect(
+            r"cannot start native file events \(.*\): polling instead; "
+            r"user\.max_inotify_instances is 0 \(this user namespace's limit\); "
+            r"raise it with 'sudo sysctl user\.max_inotify_instances=1024'$",
+            stream="err",
+        )
+        replace(tmp_path / "msg.py", "VALUE = 2\n")
+        r.expect(r"value=2$")
+        r.expect(reload_line(1), stream="err")
         no_traceback_of_relaunch(r)
     finally:
         r.close()

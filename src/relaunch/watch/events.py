@@ -347,7 +347,7 @@ class Watcher:
                     "native",
                     "cannot start native file events (%s): polling instead; %s",
                     exc,
-                    oslayer.watch_limit_hint(),
+                    oslayer.watch_limit_hint(exc),
                 )
         return self.native
 
