@@ -238,9 +238,7 @@ def test_watch_limit_hint_is_a_sentence() -> None:
 def test_inotify_limit_hint_names_the_limit_hit(
     kind: str, user_limit: int | None, namespace_limit: int | None, expected: str
 ) -> None:
-    hint = oslayer.inotify_limit_hint(
-        kind, user_limit=user_limit, namespace_limit=namespace_limit
-    )
+    hint = oslayer.inotify_limit_hint(kind, user_limit=user_limit, namespace_limit=namespace_limit)
     assert hint == expected
 
 
