@@ -164,6 +164,29 @@ def test_folder_of_watched_module_made_unreadable_mid_run(
     no_traceback_of_relaunch(r)
 
 
+def test_chmod_alone_reloads_nothing(
+    tmp_path: Path, unprivileged: tuple[list[str], list[Relaunch]]
+) -> None:
+    """A watched module made unreadable, then readable again: its content never
+    changed, so nothing reloads; the next real edit does."""
+    prefix, started = unprivileged
+    make_app(tmp_path)
+    r = Relaunch(["run", "-v", "--", PY, "app.py"], tmp_path, prefix=prefix)
+    started.append(r)
+    r.expect(r"value=1$")
+    wait_watching(r, 2)
+    msg = tmp_path / "msg.py"
+    for mode in (0, 0o600, 0o644):
+        mark = r.err.mark()
+        msg.chmod(mode)
+        r.expect(r"no content changed in msg\.py$", stream="err", start=mark)
+    assert reloads(r) == 0, r.output()
+    replace(msg, "VALUE = 2\n")
+    r.expect(r"value=2$")
+    r.expect(reload_line(1), stream="err")
+    no_traceback_of_relaunch(r)
+
+
 def test_unreadable_folder_inside_watch_tree(
     tmp_path: Path, unprivileged: tuple[list[str], list[Relaunch]]
 ) -> None:

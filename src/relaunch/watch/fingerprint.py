@@ -2,7 +2,8 @@
 
 A file counts as changed when it appears or disappears, when its content differs,
 or when its mtime goes backwards (an older version restored, even byte-identical
-to what was loaded: the user meant to go back).
+to what was loaded: the user meant to go back). Metadata alone (mode, owner, a
+touch that leaves the content as it was) is no change.
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ def take(path: str) -> Fingerprint | None:
         try:
             with open(path, "rb") as f:
                 digest = hashlib.blake2b(f.read(), digest_size=16).digest()
+        except FileNotFoundError:
+            return None  # deleted since the stat
         except OSError:
-            return None
+            # There but unreadable (a chmod): not gone. Compared by size and mtime
+            # until it can be read again, so a chmod alone is no change.
+            digest = None
     return Fingerprint(st.st_mtime_ns, st.st_size, digest)
 
 
