@@ -42,6 +42,8 @@ import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .pathtext import shown
+
 if TYPE_CHECKING:
     from .watch.events import Watcher
     from .watch.fingerprint import Fingerprints
@@ -411,7 +413,7 @@ def _stop_children(grace: float = 5.0) -> None:
 def _reexec(cwd: str, changed: Sequence[str]) -> NoReturn:
     """Run the hooks, then replace this process with a fresh run of the same command."""
     argv = reexec_argv(getattr(sys, "orig_argv", []), sys.executable)
-    what = ", ".join(os.path.relpath(p, cwd) for p in changed[:3]) or "reload requested"
+    what = ", ".join(shown(os.path.relpath(p, cwd)) for p in changed[:3]) or "reload requested"
     log.info("relaunch: %s changed; restarting %s", what, " ".join(argv[1:]))
     _run_hooks()
     _stop_children()

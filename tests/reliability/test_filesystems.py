@@ -88,6 +88,19 @@ def test_polling_follows_a_file_created_after_start(tmp_path: Path, relaunch: St
     assert reloads(r) == 3, r.output()
 
 
+def test_a_newline_in_a_file_name_stays_on_one_log_line(tmp_path: Path, relaunch: Start) -> None:
+    make_app(tmp_path)
+    (tmp_path / "data").mkdir()
+    odd = tmp_path / "data" / "a\n[relaunch] b.txt"
+    odd.write_text("1")
+    r = relaunch(["run", "-v", "-w", "data", "--", PY, "app.py"])
+    r.expect(r"value=1$")
+    wait_watching(r, 3)
+    replace(odd, "2")
+    r.expect(reload_line(1, re.escape(repr("data/a\n[relaunch] b.txt"))), stream="err")
+    assert not any(line.startswith(" b.txt") for line in r.err.lines), r.output()
+
+
 # -- unreadable folders -----------------------------------------------------------------------
 
 

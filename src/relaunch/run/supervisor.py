@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .. import oslayer
+from .. import oslayer, pathtext
 from ..command import Command
 from ..integrations import child_environment
 from ..pycache import drop_bytecode
@@ -66,7 +66,8 @@ _SHORT_RUN = 1.0
 
 def _names(paths: Iterable[str], limit: int = 3) -> str:
     shown = sorted(
-        os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p for p in paths
+        pathtext.shown(os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p)
+        for p in paths
     )
     text = ", ".join(shown[:limit])
     if len(shown) > limit:

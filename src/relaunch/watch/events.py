@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from .. import oslayer
+from ..pathtext import shown
 from .settle import CLOSED, MODIFIED, Change, WriteHold
 
 __all__ = ["OVERFLOW", "REMOTE_FILESYSTEMS", "Watcher", "needs_polling", "write_change"]
@@ -328,7 +329,7 @@ class Watcher:
                     f"fs:{fstype}",
                     "%s is on a %s file system, where change events may not arrive: "
                     "polling it instead",
-                    directory,
+                    shown(directory),
                     fstype,
                 )
             self._fs_cache[directory] = remote
