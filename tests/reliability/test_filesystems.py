@@ -307,6 +307,38 @@ def test_100k_file_tree_under_watch(tmp_path: Path, relaunch: Start) -> None:
     assert reloads(r) == 2, r.output()
 
 
+def test_no_watch_from_the_file_system_root_is_refused(relaunch: Start) -> None:
+    """A command that is not Python, no -w, run from /: the default tree would be the
+    whole file system (minutes of reading, Ctrl-C ignored meanwhile): a one-line error."""
+    r = relaunch(["run", "--", "sleep", "3600"], cwd=Path("/"))
+    assert r.wait(timeout=30) == 2, r.output()
+    assert r.err.lines == [
+        "relaunch: error: no --watch given, and the current folder is /, the root of the "
+        "file system: watching it would read every file on the machine; give -w with what "
+        "to watch, or run relaunch from the project's folder"
+    ], r.output()
+
+
+def test_default_tree_is_capped(tmp_path: Path, relaunch: Start) -> None:
+    """A command that is not Python, no -w, from a folder holding more files than the
+    default tree takes: relaunch says so, watches the first ones, and keeps working."""
+    _make_tree(tmp_path / "big", 210, 100)
+    (tmp_path / "a.txt").write_text("1")
+    r = relaunch(["run", "-v", "--", "sh", "-c", "cat a.txt; echo; sleep 3600"])
+    r.expect(r"^1$")
+    r.expect(
+        r"warning: no --watch given: the current folder holds more than 20000 files and "
+        r"folders; watching only the first 20000 \(give -w with what to watch\)$",
+        stream="err",
+    )
+    wait_watching(r, 19_000, timeout=60)
+    counts = [int(n) for n in re.findall(r"watching (\d+) file\(s\)", r.err.text())]
+    assert max(counts) <= 20_000, r.output()
+    replace(tmp_path / "a.txt", "2")
+    r.expect(r"^2$")
+    no_traceback_of_relaunch(r)
+
+
 TREE_READER = """\
 import time
 print("config=" + open("big/d0010/f005.txt").read(), flush=True)
