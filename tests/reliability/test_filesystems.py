@@ -80,11 +80,12 @@ def test_polling_follows_a_file_created_after_start(tmp_path: Path, relaunch: St
     r = relaunch(["run", "-v", *POLL, "-w", "data", "--", PY, "app.py"])
     r.expect(r"^data=old.txt:1$")
     wait_watching(r, 1)
-    (tmp_path / "data" / "new.txt").write_text("1")
+    replace(tmp_path / "data" / "new.txt", "1")  # complete when it appears
     r.expect(r"^data=new.txt:1,old.txt:1$")
     for value in (2, 3):
         replace(tmp_path / "data" / "new.txt", f"{value}")
         r.expect(rf"^data=new.txt:{value},old.txt:1$")
+        r.expect(reload_line(value, r"data/new\.txt"), stream="err")
     assert reloads(r) == 3, r.output()
 
 
@@ -478,7 +479,7 @@ def test_files_created_in_folders_past_the_watch_limit_are_followed(tmp_path: Pa
         wait_watching(r, len(folders) + 2)
         mark = r.err.mark()
         for folder in folders:
-            (folder / "new.txt").write_text("1")
+            replace(folder / "new.txt", "1")
         _wait_files_reloaded(r, mark, len(folders))  # the creations
         mark = r.err.mark()
         for folder in folders:
