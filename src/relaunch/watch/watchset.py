@@ -42,6 +42,7 @@ class WatchEntry:
     text: str
     path: str
     kind: str  # "file", "dir" or "glob"
+    how: str = ""  # why it is watched, when not a --watch argument
     #: At most this many files and folders are taken from the tree (the default tree,
     #: which the user did not choose: it may be a home folder of a million files).
     limit: int | None = None
@@ -127,6 +128,15 @@ class WatchSet:
         self.imported[path] = how
         return True
 
+    def add_folder(self, path: str, how: str) -> bool:
+        """Watch everything under ``path`` as a ``--watch`` folder is watched (a folder
+        the program asked for: its templates, its static files). True if newly watched."""
+        if any(e.kind == "dir" and is_within(path, e.path) for e in self.entries):
+            return False
+        self.entries = (*self.entries, WatchEntry(path, path, "dir", how))
+        self._tree = None
+        return True
+
     def adopt(self, other: WatchSet) -> None:
         """Start over from ``other``'s ``--watch`` entries and rules (a deploy switched the
         release the program runs from): files the old program imported are forgotten,
@@ -156,7 +166,7 @@ class WatchSet:
             return Decision(True, how)
         for entry in self.entries:
             if entry.matches(path):
-                return Decision(True, f"--watch '{entry.text}'")
+                return Decision(True, entry.how or f"--watch '{entry.text}'")
         root = self._excluded(path)
         if root:
             return Decision(False, f"in the standard library or an installed package ({root})")
