@@ -15,7 +15,7 @@ import pytest
 
 from relaunch import oslayer
 
-from ..e2e.harness import Relaunch, pid_alive, wait_until
+from ..e2e.harness import Proc, Relaunch, pid_alive, wait_until
 from .support import (
     PY,
     Start,
@@ -204,6 +204,36 @@ def test_program_asking_for_a_reload_at_every_start_is_backed_off(
     assert r.err.count(r"asks for a reload .* of starting") == 1, r.output()
     assert r.proc.poll() is None, r.output()
     no_traceback_of_relaunch(r)
+
+
+IN_PROCESS_TRIGGER_LOOP_APP = """\
+import time
+import relaunch
+relaunch.start()
+print(f"run {time.monotonic():.6f}", flush=True)
+relaunch.trigger_reload()
+time.sleep(3600)
+"""
+
+
+def test_in_process_mode_backs_off_a_reload_asked_for_at_every_start(tmp_path: Path) -> None:
+    """The same loop with relaunch.start() (the process re-executes itself): the
+    growing delay is carried from one execution to the next."""
+    (tmp_path / "app.py").write_text(IN_PROCESS_TRIGGER_LOOP_APP)
+    p = Proc([PY, "app.py"], tmp_path)
+    try:
+
+        def runs() -> list[float]:
+            return [float(m) for m in re.findall(r"^run (\d+\.\d+)$", p.out.text(), re.M)]
+
+        wait_until(lambda: len(runs()) >= 6, timeout=60, what="six runs")
+        starts = runs()
+        print(f"\nin-process trigger_reload() at start: 6 starts in {starts[5] - starts[0]:.2f} s")
+        # CLOCK_MONOTONIC goes on across exec: the same lower bound as above.
+        assert starts[5] - starts[0] >= 3.0, (starts, p.output())
+        assert p.err.count(r"asks for a reload .* of starting") == 1, p.output()
+    finally:
+        p.close()
 
 
 # -- a program that floods its output ---------------------------------------------------------
