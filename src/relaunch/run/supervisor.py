@@ -152,7 +152,7 @@ class Supervisor:
         self._git_dir = os.path.join(top, ".git") if top else None
         self._failed_files: set[str] = set()
         self._pending_report: tuple[int, str, float] | None = None
-        self._restart_delay = 0.0
+        self._exit_backoff = Backoff(short_run=_SHORT_RUN)
         self._restart_at: float | None = None
         self._request_backoff = Backoff(short_run=_SHORT_RUN)
         self._requested_at: float | None = None  # a trigger_reload() held back
@@ -691,10 +691,7 @@ class Supervisor:
                 log.info("program exited with code 0: exiting")
                 self.exit_code = 0
             elif self.on_exit == "restart":
-                self._restart_delay = (
-                    min(max(self._restart_delay * 2, 0.1), 5.0) if lived < _SHORT_RUN else 0.0
-                )
-                self._restart_at = time.monotonic() + self._restart_delay
+                self._restart_at = time.monotonic() + self._exit_backoff.delay(lived)
             else:
                 log.info("program exited with code 0; waiting for a change (or press Enter)")
             if self.frontend is not None and self.exit_code is None:
