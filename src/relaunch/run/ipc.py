@@ -79,7 +79,19 @@ def _modules(value: object) -> tuple[tuple[tuple[str, str, int], ...], tuple[int
     return tuple(out), tuple(sizes)
 
 
-_SIMPLE = frozenset({"running", "loaded", "ready", "reload", "hooks", "hooks-done"})
+_SIMPLE = frozenset(
+    {
+        "running",
+        "loaded",
+        "ready",
+        "reload",
+        "hooks",
+        "hooks-done",
+        "changes",
+        "handled",
+        "unhandled",
+    }
+)
 
 
 def parse(line: bytes) -> Message | None:

@@ -13,13 +13,14 @@ import sys
 from .. import oslayer
 from ..command import Command, PythonInvocation
 from ..config import OPTIONS, ConfigError, load
+from ..serve.endpoint import LISTEN_BACKLOG, LoopThread
 from ..serve.frontend import ServeFrontEnd
 from ..serve.handoff import Hub
 from ..serve.livereload import LiveReload
 from .common import add_noise_options, add_settings_options
 from .run import build_watchset, follow_releases, make_supervisor
 
-__all__ = ["HELP", "NAME", "bind", "configure", "main"]
+__all__ = ["HELP", "NAME", "bind", "configure", "live_reload_addresses", "main"]
 
 log = logging.getLogger("relaunch")
 
@@ -95,7 +96,7 @@ def bind(host: str, port: int) -> socket.socket:
         if os.name != "nt":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(1024)
+        sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -120,6 +121,17 @@ def _handoff_hub() -> Hub | None:
         return None
 
 
+def live_reload_addresses(host: str, allow_remote: bool) -> tuple[str, ...]:
+    """Where the live-reload endpoint listens, pure; the first address is required, the
+    others are taken when the machine has them. The page reaches the endpoint under the
+    host name it was loaded from, so a loopback app gets both loopbacks, its own first."""
+    if allow_remote:
+        return (host,)
+    if ":" in host:
+        return ("::1", "127.0.0.1")
+    return ("127.0.0.1", "::1")
+
+
 def main(args: argparse.Namespace) -> int:
     cwd = os.getcwd()
     values = {option.name: getattr(args, option.name) for option in OPTIONS}
@@ -137,13 +149,15 @@ def main(args: argparse.Namespace) -> int:
             args.host,
         )
     livereload = None
+    endpoints = LoopThread()
     if not args.no_browser_reload:
         names = {"127.0.0.1", "localhost", "[::1]"}
         if not _is_loopback(args.host) and args.host not in ("0.0.0.0", "::"):
             names.add(args.host)
         livereload = LiveReload(
             app_origins={f"http://{name}:{port}" for name in names},
-            bind=args.host if args.allow_remote_reload else "127.0.0.1",
+            endpoints=endpoints,
+            addresses=live_reload_addresses(args.host, args.allow_remote_reload),
             allow_remote=args.allow_remote_reload,
         )
     worker_args = [
@@ -168,7 +182,7 @@ def main(args: argparse.Namespace) -> int:
     )
     watchset = build_watchset(settings, command, cwd)
 
-    frontend = ServeFrontEnd(sock, livereload, hub)
+    frontend = ServeFrontEnd(sock, livereload, endpoints, hub)
     supervisor = make_supervisor(
         command,
         watchset,
