@@ -187,6 +187,6 @@ def test_storm_of_in_place_saves_never_serves_a_half_written_module(
         for status, count in client.statuses.items():
             statuses[status] = statuses.get(status, 0) + count
     print(f"storm: {last} saves, responses {statuses}, final content after {took:.2f} s")
-    assert set(statuses) == {200}, (statuses, r.output())
-    assert all(c.failures == [] for c in clients), [c.failures for c in clients]
+    assert set(statuses) == {200}, f"{statuses}\n{r.output()}"
+    assert all(c.failures == [] for c in clients), f"{[c.failures for c in clients]}\n{r.output()}"
     assert "Traceback" not in r.err.text()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -181,6 +182,8 @@ def run(
         if handover is not None:
             handover.loop = asyncio.get_running_loop()
             handover.loop.add_reader(handover.link.fileno(), from_hub)
+            if handover.link.stop_requested:
+                handle_exit(signal.SIGTERM, None)  # came while it started: stop cleanly
         ready()
 
     def handle_exit(sig: int, frame: Any) -> None:
@@ -190,6 +193,11 @@ def run(
             handover.loop.call_soon_threadsafe(begin_stop)
 
     async def shutdown(sockets: Any = None) -> None:
+        if handover is not None and not handover.stopping:
+            # Told to stop before this process could hook it (uvicorn's own handler):
+            # hand over, do not close.
+            handover.stopping = True
+            begin_stop()
         await original_shutdown(sockets=sockets)
         # Until the hub ends the stream, what it still sends is sent back.
         while handover is not None and (handover.link.open or handover.waiting):

@@ -27,11 +27,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import selectors
 import shutil
+import signal
 import socket
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 
 from .. import oslayer
@@ -242,6 +245,17 @@ class Link:
             raise
         self.open = True  # False once the hub said it sends nothing more
         self._said_bye = False
+        self.stop_requested = False  # SIGTERM came before the server could take it
+
+    def catch_stop(self) -> None:
+        """Until the server installs its own SIGTERM handler, only record a SIGTERM: the
+        connections the hub may already have sent must be given back, not dropped (a
+        process dying with them unread resets their clients). The server checks
+        ``stop_requested`` once its handler is in place."""
+        signal.signal(signal.SIGTERM, self._on_term)
+
+    def _on_term(self, _signum: int, _frame: object) -> None:
+        self.stop_requested = True
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -250,10 +264,14 @@ class Link:
         """Say hello, then block until the supervisor lets this process serve. False if
         the hub went away (the supervisor stops this process)."""
         oslayer.send_with_fd(self.sock, b"H%d" % oslayer.own_process_group())
-        while True:
+        while not self.stop_requested:
+            # Short waits: a SIGTERM meanwhile (superseded) is looked at between them.
+            readable, _, _ = select.select([self.sock], [], [], 0.1)
+            if not readable:
+                continue
             try:
-                data, fds = oslayer.receive_with_fd(self.sock, MAX_MESSAGE + 1, block=True)
-            except InterruptedError:
+                data, fds = oslayer.receive_with_fd(self.sock, MAX_MESSAGE + 1, block=False)
+            except (BlockingIOError, InterruptedError):
                 continue
             except OSError:
                 return False
@@ -263,6 +281,17 @@ class Link:
                 return False
             if data == b"G":
                 return True
+        return False
+
+    def hand_back(self, timeout: float = 10.0) -> None:
+        """Leaving without serving: say bye and give back whatever the hub sent, until
+        it ends the stream."""
+        self.bye()
+        deadline = time.monotonic() + timeout
+        while self.open and time.monotonic() < deadline:
+            select.select([self.sock], [], [], 0.1)
+            for conn, unprocessed in self.receive():
+                self.give(conn.detach(), unprocessed)
 
     def receive(self) -> list[tuple[socket.socket, bytes]]:
         """The connections the hub sent, without blocking; sets ``open`` to False at

@@ -178,6 +178,8 @@ async def _serve(
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    if link is not None and link.stop_requested:
+        stop.set()  # came while it started: stop now, cleanly
 
     def from_hub() -> None:
         assert link is not None

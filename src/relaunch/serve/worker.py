@@ -120,8 +120,10 @@ def _wait_for_go(path: str) -> Link | None:
     except OSError as exc:
         log.warning("cannot reach the supervisor's hand-over socket (%s)", exc)
         return None
+    link.catch_stop()
     if not link.wait_for_go():
-        raise SystemExit(0)  # superseded before it served; the supervisor stops it
+        link.hand_back()
+        raise SystemExit(0)  # superseded before it served
     return link
 
 
@@ -205,6 +207,8 @@ def serve_wsgi(app: Any, sock: socket.socket, *, threads: int, link: Link | None
             pass
 
     signal.signal(signal.SIGTERM, on_term)
+    if link is not None and link.stop_requested:
+        on_term(signal.SIGTERM, None)  # came while it started: stop now, cleanly
     _notify_ready()
     while not stopping:
         wasyncore.loop(timeout=30.0, map=server._map, count=1)
