@@ -150,6 +150,7 @@ class Supervisor:
         self._child_started_ns = 0
         # What the current child saw of each file just before it read it: (mtime, size).
         self._loaded_seen: dict[str, tuple[int, int]] = {}
+        self._take_over_at: float | None = None  # when to look again at a loaded process
         top = git_top(os.getcwd())
         self._git_dir = os.path.join(top, ".git") if top else None
         self._failed_files: set[str] = set()
@@ -270,6 +271,9 @@ class Supervisor:
         if self._watch_dirty_at is not None and now >= self._watch_dirty_at:
             self._refresh_watcher()
         self.strategy.tick(now)
+        if self._take_over_at is not None and now >= self._take_over_at:
+            self._take_over_at = None
+            self._take_over()
         if self._restart_at is not None and now >= self._restart_at:
             self._restart_at = None
             self._restart("program exited: restarting (--on-exit restart)")
@@ -556,12 +560,28 @@ class Supervisor:
                 moved.add(path)
         return sorted(moved)
 
+    def _until_quiet(self) -> float:
+        """Seconds until every file the current child read has been left alone for the
+        settle period (file times may lag the clock by a tick), 0 if they have."""
+        newest = max(
+            (then[0] for p, then in self._loaded_seen.items() if p in self.watchset.imported),
+            default=0,
+        )
+        quiet_at = newest + int(self.settler.quiet * 1e9) + _MTIME_SLACK_NS
+        return max(0.0, (quiet_at - time.time_ns()) / 1e9)
+
     def _take_over(self) -> None:
         """The new serve process loaded the app: it may serve unless it may hold a
         half-written module (see _moved_since_loaded). Then it is never given the
         socket, and the change it read half of replaces it."""
         assert self.frontend is not None
         moved = self._moved_since_loaded()
+        wait = 0.0 if moved else self._until_quiet()
+        if wait > 0:
+            # A file it read was written just now: the writer may not be done (an
+            # in-place save truncates first). Look again once it has been quiet.
+            self._take_over_at = time.monotonic() + wait
+            return
         if moved:
             log.info("%s changed while the new process loaded: not serving it", _names(moved))
             self._changed_unseen(moved)
@@ -582,6 +602,7 @@ class Supervisor:
         self._child_started_ns = time.time_ns()
         self._failure = Failure()
         self._loaded_seen = {}
+        self._take_over_at = None
         if self.frontend is not None:
             self.frontend.child_starting()
         child = Child(
