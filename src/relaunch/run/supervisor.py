@@ -465,14 +465,22 @@ class Supervisor:
                 ((path, mtime) for _name, path, mtime in message.modules), "imported by the program"
             )
         elif message.kind == "watch":
-            self._add_files(((p, None) for p in message.paths), "relaunch.watch()")
+            folders = [p for p in message.paths if os.path.isdir(p)]
+            if any([self.watchset.add_folder(p) for p in folders]):
+                self._mark_watch_dirty()
+            files = (p for p in message.paths if p not in folders)
+            self._add_files(((p, None) for p in files), "relaunch.watch()")
         elif message.kind == "failed":
             self._add_files(((p, None) for p in message.paths), "named in the program's traceback")
             self._failed_files.update(p for p in message.paths if self.watchset.matches(p))
         elif message.kind == "running" and current:
             self.state = "running"
-            self._report_up()
+            if self.frontend is None:
+                self._report_up()
         elif message.kind == "ready" and current and self.frontend is not None:
+            # A served app is up once it serves, not when its process started: a load
+            # failure then prints its error and no "up" line.
+            self._report_up()
             self.frontend.child_ready()
         elif message.kind == "tb" and current:
             self._failure.traceback += message.text
@@ -641,6 +649,7 @@ class Supervisor:
                 self.frontend.child_failed(Failure(summary="The app exited (code 0)"))
             return
         self.state = "failed"
+        self._pending_report = None  # it never came up: its error says why
         if code is None:
             how = "exited (status unknown: the warm-start process that forked it died)"
         elif code < 0:

@@ -12,6 +12,7 @@ import sys
 
 from ..command import Command, PythonInvocation
 from ..config import OPTIONS, ConfigError, load
+from ..serve import appload
 from ..serve.frontend import ServeFrontEnd
 from ..serve.livereload import LiveReload
 from .common import add_noise_options, add_settings_options
@@ -72,7 +73,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve the live-reload endpoint to other machines too (with a non-loopback --host)",
     )
-    add_settings_options(parser)
+    add_settings_options(parser, serve=True)
     add_noise_options(parser)
 
 
@@ -114,6 +115,10 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--workers and --threads must be at least 1")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a port number")
+    try:
+        appload.parse(args.app, cwd=cwd)  # its syntax: what no edit of the code can fix
+    except appload.AppError as exc:
+        raise ConfigError(str(exc)) from None
     sock = bind(args.host, args.port)
     port = int(sock.getsockname()[1])
     if not _is_loopback(args.host):
@@ -143,6 +148,8 @@ def main(args: argparse.Namespace) -> int:
     ]
     if livereload is not None:
         worker_args += ["--live-reload", f"{livereload.port}:{livereload.token}"]
+    if settings.access_log:
+        worker_args.append("--access-log")
     python = PythonInvocation(
         sys.executable, (), "module", "relaunch.serve.worker", tuple(worker_args)
     )

@@ -117,6 +117,18 @@ class WatchSet:
         self.imported[path] = how
         return True
 
+    def add_folder(self, path: str) -> bool:
+        """Watch a folder recursively, as a ``--watch`` folder is (the program asked,
+        through ``relaunch.watch()``). True if it is newly watched. A folder of the
+        standard library or an installed package is not (unless --watch-installed)."""
+        if self._excluded(path) or any(
+            e.kind == "dir" and is_within(path, e.path) for e in self.entries
+        ):
+            return False
+        self.entries = (*self.entries, WatchEntry(path, path, "dir"))
+        self._tree = None
+        return True
+
     def adopt(self, other: WatchSet) -> None:
         """Start over from ``other``'s ``--watch`` entries and rules (a deploy switched the
         release the program runs from): files the old program imported are forgotten,
