@@ -144,6 +144,7 @@ def test_tornado_make_app_factory_and_async_main(site: Path, relaunch: Start) ->
     r = relaunch(["serve", "chatdemo:make_app", "--port", str(port)], site)
     r.expect(r"serving chatdemo:make_app\(\) \(TORNADO app\)", stream="err")
     wait_body(port, "<h1>chat one</h1>")
+    r.expect(r'^127\.0\.0\.1 - "GET / HTTP/1\.1" 200$', stream="err")  # the access log
     r.close()
     # async def main() is not an ASGI app: said in one line, never run.
     port = free_port()
@@ -156,9 +157,7 @@ def test_tornado_make_app_factory_and_async_main(site: Path, relaunch: Start) ->
     error_page(port, "coroutine function")
 
 
-def test_app_logging_stays_the_apps_and_each_request_is_logged(
-    site: Path, relaunch: Start
-) -> None:
+def test_app_logging_stays_the_apps_and_each_request_is_logged(site: Path, relaunch: Start) -> None:
     port = free_port()
     r = relaunch(["serve", "app:app", "--port", str(port)], site)
     wait_body(port, "<h1>one</h1>")
@@ -201,3 +200,23 @@ def test_start_is_reported_once_the_app_has_loaded(site: Path, relaunch: Start) 
     serving = next(i for i, line in enumerate(lines) if "serving app:app (WSGI" in line)
     up = next(i for i, line in enumerate(lines) if "new process up" in line)
     assert serving < up
+
+
+ASGI_APP = """\
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"asgi ok"})
+"""
+
+
+def test_asgi_requests_are_logged_by_uvicorn(tmp_path: Path, relaunch: Start) -> None:
+    pytest.importorskip("uvicorn")
+    (tmp_path / "main.py").write_text(ASGI_APP)
+    port = free_port()
+    r = relaunch(["serve", "main:app", "--port", str(port)], tmp_path)
+    wait_body(port, "asgi ok", "/hello")
+    r.expect(r'127\.0\.0\.1:\d+ - "GET /hello HTTP/1\.1" 200', stream="out")  # uvicorn's
+    assert r.err.count("Uvicorn running") == 0  # its access lines only, not its chatter
