@@ -20,7 +20,8 @@ from relaunch.serve.appload import AppError, AppSpec, Signature, judge, kind_of,
         ("app:app", "app", ("app",), False, (), {}),
         ("pkg.web:server.app", "pkg.web", ("server", "app"), False, (), {}),
         ("pkg:create_app()", "pkg", ("create_app",), True, (), {}),
-        ("pkg:create_app('dev', debug=True)", "pkg", ("create_app",), True, ("dev",), {"debug": True}),
+        ("pkg:create_app('dev', debug=True)", "pkg", ("create_app",), True, ("dev",),
+         {"debug": True}),
     ],
 )  # fmt: skip
 def test_parse_module_forms(
