@@ -70,20 +70,26 @@ def test_mistaken_app_gets_the_error_page_one_line_and_recovers(
     wait_body(port, "<h1>one</h1>")
 
 
-@pytest.mark.parametrize("shape", ["module", "package"])
+@pytest.mark.parametrize("shape", ["module", "package", "file"])
 def test_missing_module_is_served_once_it_is_created(
     tmp_path: Path, relaunch: Start, shape: str
 ) -> None:
     port = free_port()
-    r = relaunch(["serve", "nosuchmod:app", "--port", str(port)], tmp_path)
-    r.expect(r"error: APP 'nosuchmod:app': no module named 'nosuchmod'", stream="err")
-    error_page(port, "no module named")
+    spec = "web/webapp.py:app" if shape == "file" else "nosuchmod:app"
+    r = relaunch(["serve", spec, "--port", str(port)], tmp_path)
+    says = "no such file" if shape == "file" else "no module named 'nosuchmod'"
+    r.expect(rf"error: APP '{spec}': {says}", stream="err")
+    error_page(port, says)
     (tmp_path / "msg.py").write_text("VALUE = 'created'\n")
     if shape == "module":
         write(tmp_path / "nosuchmod.py", APP)
-    else:
+    elif shape == "package":
         (tmp_path / "nosuchmod").mkdir()
         write(tmp_path / "nosuchmod" / "__init__.py", APP)
+    else:
+        (tmp_path / "web").mkdir()
+        (tmp_path / "web" / "msg.py").write_text("VALUE = 'created'\n")
+        write(tmp_path / "web" / "webapp.py", APP)
     wait_body(port, "<h1>created</h1>")
     assert "Traceback" not in r.err.text()
 

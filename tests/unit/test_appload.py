@@ -212,3 +212,9 @@ def test_missing_module_or_file_is_a_mistake_but_a_missing_import_is_not(modules
     (modules / "needsmissing.py").write_text("import nosuchdependency1\n")
     with pytest.raises(ModuleNotFoundError):
         load(parse("needsmissing:app", cwd=str(modules)))
+
+
+def test_file_whose_name_is_taken_by_an_imported_module(modules: Path) -> None:
+    (modules / "site.py").write_text("app = None\n")
+    with pytest.raises(AppError, match=r"the name 'site' is taken by .*: rename the file"):
+        load(parse("site.py:app", cwd=str(modules)))

@@ -509,9 +509,8 @@ def report_failure(channel: Channel, exc: BaseException, *, brief: bool = False)
     channel.send_paths("failed", _traceback_files(exc))
     channel.watch(_missing_module_places(exc))
     summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    if brief:
-        text = str(exc)
-    else:
+    text = ""
+    if not brief:
         trimmed = _user_traceback(exc)
         text = "".join(traceback.format_exception(type(trimmed), trimmed, trimmed.__traceback__))
     text = text[-_MAX_TRACEBACK:]

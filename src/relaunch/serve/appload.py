@@ -221,6 +221,12 @@ def _import(spec: AppSpec) -> Any:
     if spec.file is not None:
         if not os.path.isfile(spec.file):
             raise AppError(f"APP {spec.text!r}: no such file: {spec.file}", watch=(spec.file,))
+        loaded = getattr(sys.modules.get(spec.module), "__file__", None)
+        if loaded and os.path.abspath(loaded) != spec.file:
+            raise AppError(
+                f"APP {spec.text!r}: the name {spec.module!r} is taken by {loaded}, "
+                "already imported: rename the file"
+            )
         # Import it by name from its folder, as `python file.py` would find its siblings.
         sys.path.insert(0, os.path.dirname(spec.file))
     try:
