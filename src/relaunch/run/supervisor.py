@@ -659,7 +659,12 @@ class Supervisor:
         extra = ""
         if self._failed_files:
             extra = f"; watching the files of its traceback ({_names(self._failed_files)})"
-        log.error("program %s%s; waiting for a change (or press Enter)", how, extra)
+        if self._failure.summary and not self._failure.traceback:
+            # A mistake the program told in one sentence (relaunch serve's APP): that
+            # sentence is the whole story.
+            log.error("%s; waiting for a change (or press Enter)", self._failure.summary)
+        else:
+            log.error("program %s%s; waiting for a change (or press Enter)", how, extra)
         if self.frontend is not None:
             if not self._failure.summary:
                 self._failure.summary = f"The app {how}"

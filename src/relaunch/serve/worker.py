@@ -144,9 +144,10 @@ def _load(text: str) -> appload.Loaded:
         if exc.watch:
             relaunch.watch(*exc.watch)
         channel = relaunch._channel()
-        if channel is not None:
+        if channel is None:
+            log.error("%s", exc)
+        else:  # the supervisor says it, once
             channel.report_failure(exc, brief=True)
-        log.error("%s; waiting for a change", exc)
         raise SystemExit(2) from None
 
 

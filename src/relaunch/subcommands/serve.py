@@ -28,17 +28,20 @@ HELP = "serve a WSGI, ASGI or tornado app, reload it on change, refresh the brow
 DESCRIPTION = """\
 Serve APP and reload it whenever its code changes.
 
-APP is module:attr, path/to/file.py:attr, or a factory module:create_app(); without
-:attr, the module's `app` or `application`. WSGI apps are served by waitress (threads),
+APP is module:attr or path/to/file.py:attr; without :attr, the module's `app` or
+`application`, else its `create_app()` or `make_app()`. A factory (anything callable
+with no required argument, e.g. module:create_app, or module:create_app('dev') with
+literal arguments) is called once and what it returns is served. The kind is told by
+the call signature and said in the log: WSGI apps are served by waitress (threads),
 ASGI apps by uvicorn (pip install uvicorn), tornado Applications by tornado's own
-HTTPServer; which one is detected and said in the log.
+HTTPServer. One line per request is logged (--no-access-log turns it off).
 
 relaunch binds the socket once and keeps it open across reloads: during a reload new
 connections wait instead of being refused. If the new code fails, the error page is
 served on the same address until the fix is saved. Open pages reload by themselves
-once the new code serves; a change to templates or static files that you --watch
-refreshes them without restarting anything, and a CSS-only change swaps stylesheets
-in place.
+once the new code serves; a change to templates or static files that you --watch (a
+Flask app's and its blueprints' are watched without it) refreshes them without
+restarting anything, and a CSS-only change swaps stylesheets in place.
 """
 
 EXAMPLES = """\
@@ -47,6 +50,7 @@ examples:
   relaunch serve myproject.wsgi:application -w templates -w 'static/**'
   relaunch serve main:app --port 8080            # FastAPI, Starlette (ASGI)
   relaunch serve 'factory:create_app()' --workers 2
+  relaunch serve shop:create_app                  # a Flask app factory
 """
 
 
