@@ -1,0 +1,80 @@
+"""What the bootstrap tells the supervisor about a failed start, read back through the
+supervisor's own parser."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from relaunch.run.bootstrap import Channel, report_failure
+from relaunch.run.ipc import Message, MessageReader
+
+
+@pytest.fixture
+def channel() -> Iterator[tuple[Channel, int]]:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    yield Channel(write_fd, -1), read_fd
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+def messages(read_fd: int) -> list[Message]:
+    reader = MessageReader()
+    out: list[Message] = []
+    while True:
+        try:
+            chunk = os.read(read_fd, 65536)
+        except BlockingIOError:
+            return out
+        out.extend(reader.feed(chunk))
+
+
+def test_a_missing_module_has_every_place_it_would_be_found_watched(
+    channel: tuple[Channel, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "a"), str(tmp_path / "gone"), str(tmp_path)])
+    (tmp_path / "a").mkdir()
+    try:
+        import nosuchmod_for_bootstrap_test  # type: ignore[import-not-found]  # noqa: F401
+    except ModuleNotFoundError as exc:
+        report_failure(channel[0], exc)
+    watched = {p for m in messages(channel[1]) if m.kind == "watch" for p in m.paths}
+    name = "nosuchmod_for_bootstrap_test"
+    assert watched == {
+        str(tmp_path / "a" / f"{name}.py"),
+        str(tmp_path / "a" / name / "__init__.py"),
+        str(tmp_path / f"{name}.py"),
+        str(tmp_path / name / "__init__.py"),
+    }  # not in a folder that does not exist
+
+
+def test_a_missing_submodule_is_looked_for_in_its_package(
+    channel: tuple[Channel, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pkg_for_bootstrap_test").mkdir()
+    (tmp_path / "pkg_for_bootstrap_test" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        try:
+            import pkg_for_bootstrap_test.views  # type: ignore[import-not-found]  # noqa: F401
+        except ModuleNotFoundError as exc:
+            # Raised from another error, as relaunch serve's APP mistake is.
+            try:
+                raise LookupError("APP 'pkg_for_bootstrap_test.views:app'") from exc
+            except LookupError as outer:
+                report_failure(channel[0], outer, brief=True)
+    finally:
+        sys.modules.pop("pkg_for_bootstrap_test", None)
+    received = messages(channel[1])
+    watched = {p for m in received if m.kind == "watch" for p in m.paths}
+    package = tmp_path / "pkg_for_bootstrap_test"
+    assert watched == {str(package / "views.py"), str(package / "views" / "__init__.py")}
+    # Brief: the sentence, and no traceback.
+    assert not [m for m in received if m.kind == "tb"]
+    (error,) = [m for m in received if m.kind == "error"]
+    assert error.text == "APP 'pkg_for_bootstrap_test.views:app'"
