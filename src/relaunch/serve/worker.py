@@ -19,7 +19,7 @@ import os
 import signal
 import socket
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from . import accesslog, appload
 from .appload import AppError
@@ -134,21 +134,26 @@ def _prepare(app: Any) -> None:
 
 
 def _load(text: str) -> appload.Loaded:
-    """The app APP names; on a mistake in APP, report it as a failed start (error page,
-    watched files) in one line, and exit."""
+    """The app APP names; a mistake in APP ends the process (see :func:`_give_up`)."""
     try:
         return appload.load(appload.parse(text, cwd=os.getcwd()))
     except AppError as exc:
-        import relaunch
+        _give_up(exc)
 
-        if exc.watch:
-            relaunch.watch(*exc.watch)
-        channel = relaunch._channel()
-        if channel is None:
-            log.error("%s", exc)
-        else:  # the supervisor says it, once
-            channel.report_failure(exc, brief=True)
-        raise SystemExit(2) from None
+
+def _give_up(exc: AppError) -> NoReturn:
+    """Report a mistake as a failed start (the error page, the files that may fix it
+    watched) in one line, no traceback, and exit."""
+    import relaunch
+
+    if exc.watch:
+        relaunch.watch(*exc.watch)
+    channel = relaunch._channel()
+    if channel is None:
+        log.error("%s", exc)
+    else:  # the supervisor says it, once
+        channel.report_failure(exc, brief=True)
+    raise SystemExit(2) from None
 
 
 def _with_live_reload(app: Any, kind: str, snippet: bytes) -> Any:
@@ -215,7 +220,10 @@ def main(argv: list[str] | None = None) -> None:
 
         tornado_app.serve(app, sock, _notify_ready, FRESH_WAIT)
     elif kind == "asgi":
-        serve_asgi(app, sock, access_log=args.access_log)
+        try:
+            serve_asgi(app, sock, access_log=args.access_log)
+        except AppError as exc:  # uvicorn is not installed
+            _give_up(exc)
     else:
         serve_wsgi(app, sock, threads=args.threads)
     for pid in children:
