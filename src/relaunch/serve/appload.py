@@ -272,7 +272,7 @@ def _resolve(spec: AppSpec, name: str, obj: Any) -> Loaded:
         return _returned(spec, f"{label}()", obj(*spec.args, **spec.kwargs))
     kind = kind_of(obj)
     if kind == "factory":
-        log.info("%s takes no arguments: calling it as an app factory", label)
+        log.debug("%s takes no arguments: calling it as an app factory", label)
         return _returned(spec, f"{label}()", obj())
     if kind == "none":
         raise AppError(f"APP {spec.text!r}: {label} is {describe(obj)}, not an app: {WSGI_SHAPE}")
