@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,36 +15,46 @@ from relaunch.run.bootstrap import Channel, report_failure
 from relaunch.run.ipc import Message, MessageReader
 
 
+class Supervisor:
+    """The supervisor's end of the pipe: read in a thread (the report includes every
+    loaded module, more than a pipe holds), parsed by the supervisor's own parser."""
+
+    def __init__(self) -> None:
+        read_fd, write_fd = os.pipe()
+        self.channel = Channel(write_fd, -1)
+        self.read_fd = read_fd
+        self.received: list[Message] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        reader = MessageReader()
+        while chunk := os.read(self.read_fd, 65536):
+            self.received.extend(reader.feed(chunk))
+        os.close(self.read_fd)
+
+    def messages(self) -> list[Message]:
+        os.close(self.channel.write_fd)
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+        return self.received
+
+
 @pytest.fixture
-def channel() -> Iterator[tuple[Channel, int]]:
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(read_fd, False)
-    yield Channel(write_fd, -1), read_fd
-    os.close(read_fd)
-    os.close(write_fd)
-
-
-def messages(read_fd: int) -> list[Message]:
-    reader = MessageReader()
-    out: list[Message] = []
-    while True:
-        try:
-            chunk = os.read(read_fd, 65536)
-        except BlockingIOError:
-            return out
-        out.extend(reader.feed(chunk))
+def supervisor() -> Iterator[Supervisor]:
+    yield Supervisor()
 
 
 def test_a_missing_module_has_every_place_it_would_be_found_watched(
-    channel: tuple[Channel, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    supervisor: Supervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sys, "path", [str(tmp_path / "a"), str(tmp_path / "gone"), str(tmp_path)])
     (tmp_path / "a").mkdir()
     try:
         import nosuchmod_for_bootstrap_test  # type: ignore[import-not-found]  # noqa: F401
     except ModuleNotFoundError as exc:
-        report_failure(channel[0], exc)
-    watched = {p for m in messages(channel[1]) if m.kind == "watch" for p in m.paths}
+        report_failure(supervisor.channel, exc)
+    watched = {p for m in supervisor.messages() if m.kind == "watch" for p in m.paths}
     name = "nosuchmod_for_bootstrap_test"
     assert watched == {
         str(tmp_path / "a" / f"{name}.py"),
@@ -54,7 +65,7 @@ def test_a_missing_module_has_every_place_it_would_be_found_watched(
 
 
 def test_a_missing_submodule_is_looked_for_in_its_package(
-    channel: tuple[Channel, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    supervisor: Supervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "pkg_for_bootstrap_test").mkdir()
     (tmp_path / "pkg_for_bootstrap_test" / "__init__.py").write_text("")
@@ -67,10 +78,10 @@ def test_a_missing_submodule_is_looked_for_in_its_package(
             try:
                 raise LookupError("APP 'pkg_for_bootstrap_test.views:app'") from exc
             except LookupError as outer:
-                report_failure(channel[0], outer, brief=True)
+                report_failure(supervisor.channel, outer, brief=True)
     finally:
         sys.modules.pop("pkg_for_bootstrap_test", None)
-    received = messages(channel[1])
+    received = supervisor.messages()
     watched = {p for m in received if m.kind == "watch" for p in m.paths}
     package = tmp_path / "pkg_for_bootstrap_test"
     assert watched == {str(package / "views.py"), str(package / "views" / "__init__.py")}
