@@ -36,6 +36,12 @@ def test_parse_file_form_is_anchored_at_cwd() -> None:
     assert (spec.file, spec.module, spec.names) == ("/srv/site/app.py", "app", ("app",))
 
 
+def test_parse_keeps_a_windows_drive_in_the_path() -> None:
+    spec = parse("C:/site/app.py:create_app()", cwd="/srv")
+    assert (spec.module, spec.names, spec.call) == ("app", ("create_app",), True)
+    assert spec.file is not None and spec.file.endswith("C:/site/app.py")
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [

@@ -73,7 +73,10 @@ def _dotted(node: ast.expr) -> tuple[str, ...] | None:
 
 def parse(text: str, *, cwd: str) -> AppSpec:
     """Parse APP without importing anything. AppError for a malformed one."""
-    target, colon, attr = text.partition(":")
+    # A Windows drive (C:\site\app.py:app) is part of the path, not the separator.
+    drive = text[:2] if len(text) > 2 and text[1] == ":" and text[2] in "/\\" else ""
+    target, colon, attr = text[len(drive) :].partition(":")
+    target = drive + target
     if not target:
         raise AppError(f"APP {text!r}: expected module:name or path/to/file.py:name")
     file = None
