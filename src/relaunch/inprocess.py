@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Monitor",
     "add_reload_hook",
+    "adopt",
     "module_files",
     "monitor",
     "reexec_argv",
@@ -497,6 +498,21 @@ def start(
     sys.meta_path.insert(0, finder)
     new.start()
     log.debug("relaunch: watching this process's files for changes")
+
+
+def adopt(new: Monitor) -> bool:
+    """Have :func:`relaunch.watch` and :func:`relaunch.trigger_reload` reach ``new``, a
+    monitor another in-process reloader runs (mod_wsgi's): its own reload, not a
+    re-exec. False if a monitor was already running."""
+    global _monitor
+    with _lock:
+        if _monitor is not None:
+            return False
+        _monitor = new
+        extra = list(_extra)
+    if extra:
+        new.add(extra, "relaunch.watch()")
+    return True
 
 
 def monitor() -> Monitor | None:

@@ -15,6 +15,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,12 +35,14 @@ __all__ = [
     "kill_and_reap",
     "kill_group",
     "make_subreaper",
+    "open_file_limit",
     "popen_group_kwargs",
     "process_alive",
     "processes_with_env",
     "reap_group_orphans",
     "terminate_group",
     "unread_bytes",
+    "wait_exit",
     "wait_readable",
     "watch_limit_hint",
 ]
@@ -112,25 +115,44 @@ def _signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-def terminate_group(pid: int) -> None:
-    """Ask the process group led by ``pid`` to stop (SIGTERM; CTRL_BREAK on Windows)."""
+def _signal_leader_and_group(pid: int, sig: int) -> None:
+    # The leader itself first: a just-forked child may not have made its group yet
+    # (killpg would find no such group), and must get the signal all the same.
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+    _signal_group(pid, sig)
+
+
+def terminate_group(pid: int, *, leader: bool = True) -> None:
+    """Ask the process ``pid`` and the group it leads to stop (SIGTERM; CTRL_BREAK on
+    Windows). ``leader=False``: ``pid`` is reaped already; only what is left in its group."""
     if IS_WINDOWS:
-        try:
-            os.kill(pid, signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-        except OSError:
-            pass
+        if leader:
+            try:
+                os.kill(pid, signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+            except OSError:
+                pass
         return
-    _signal_group(pid, signal.SIGTERM)
+    if leader:
+        _signal_leader_and_group(pid, signal.SIGTERM)
+    else:
+        _signal_group(pid, signal.SIGTERM)
 
 
-def kill_group(pid: int) -> None:
-    """Kill the process group led by ``pid`` and the descendants that left it."""
+def kill_group(pid: int, *, leader: bool = True) -> None:
+    """Kill the process ``pid``, the group it leads and the descendants that left it.
+    ``leader=False`` once ``pid`` itself is known to be reaped (its number may be reused):
+    only its group and the group's descendants."""
     if IS_WINDOWS:
         subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True)
         return
-    leader = pid
-    strays = [p for p in descendants(leader) if _pgid(p) != leader]
-    _signal_group(leader, signal.SIGKILL)
+    strays = [p for p in descendants(pid) if _pgid(p) != pid]
+    if leader:
+        _signal_leader_and_group(pid, signal.SIGKILL)
+    else:
+        _signal_group(pid, signal.SIGKILL)
     for stray in strays:
         try:
             os.kill(stray, signal.SIGKILL)
@@ -207,6 +229,62 @@ def kill_and_reap(pid: int) -> None:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+
+
+def _exists(pid: int) -> bool:
+    """True while ``pid`` exists in any form, a zombie included."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pidfd(pid: int) -> int | None:
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None
+
+
+def wait_exit(pid: int) -> int | None:
+    """Block until process ``pid`` is gone; its exit code (as ``Popen.returncode``) when
+    this process reaped it, None when another one did.
+
+    ``pid`` need not be this process's child: a warm child is the zygote's, and only
+    becomes this process's (a subreaper) if the zygote dies first. Then it must be
+    reaped here, or its zombie keeps its process group alive; so a zombie that is not
+    ours yet is waited for until its parent reaps it or hands it over.
+    """
+    if IS_WINDOWS:
+        return None
+    import select
+
+    pidfd = _pidfd(pid)  # readable once the process has exited: no polling while it runs
+    delay = 0.001
+    try:
+        while True:
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                if not _exists(pid):
+                    return None
+            if pidfd is not None and not select.select([pidfd], [], [], 0)[0]:
+                select.select([pidfd], [], [])
+                delay = 0.001
+                continue
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def group_alive(pgid: int) -> bool:
@@ -579,3 +657,13 @@ def has_epoll_instance(pid: int) -> bool | None:
         except OSError:
             continue
     return False
+
+
+def open_file_limit() -> int | None:
+    """This process's soft limit on open descriptors; None where there is none to read."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY or soft <= 0 else int(soft)

@@ -201,3 +201,80 @@ def test_popen_group_kwargs_start_a_new_group() -> None:
     )
     out, _ = proc.communicate(timeout=10)
     assert int(out) == proc.pid
+
+
+# -- wait_exit: the exit of a process that may or may not be ours (yet) ---------------------
+
+
+@pytest.mark.timeout(30)
+def test_wait_exit_reaps_our_child_and_gives_its_code() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    assert oslayer.wait_exit(proc.pid) == 3
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    os.kill(killed.pid, signal.SIGKILL)
+    assert oslayer.wait_exit(killed.pid) == -signal.SIGKILL
+
+
+@pytest.mark.timeout(30)
+def test_wait_exit_of_a_process_its_parent_reaps_is_unknown() -> None:
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    sys.stdin.read()\n"
+            "    os._exit(5)\n"
+            "print(pid, flush=True)\n"
+            "os.waitpid(pid, 0)\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert parent.stdout is not None and parent.stdin is not None
+    grandchild = int(parent.stdout.readline())
+    parent.stdin.close()  # the grandchild exits; its parent, not we, reaps it
+    assert oslayer.wait_exit(grandchild) is None
+    assert parent.wait(timeout=10) == 0
+
+
+# A subreaper (as relaunch is) whose child, like the zygote, forks a process and exits
+# without reaping it: the orphan, zombie or not, is handed over and must be reaped here.
+ORPHAN_SCRIPT = """\
+import os, sys
+from relaunch import oslayer
+assert oslayer.make_subreaper()
+pid_r, pid_w = os.pipe()
+go_r, go_w = os.pipe()
+middle = os.fork()
+if middle == 0:
+    orphan = os.fork()
+    if orphan == 0:
+        if sys.argv[1] == "exits-first":
+            os._exit(7)
+        os.read(go_r, 1)
+        os._exit(9)
+    if sys.argv[1] == "exits-first":
+        while oslayer.process_alive(orphan):  # a zombie of ours: not reaped on purpose
+            pass
+    os.write(pid_w, str(orphan).encode().ljust(16))
+    os._exit(0)
+orphan = int(os.read(pid_r, 16))
+os.waitpid(middle, 0)
+os.write(go_w, b"x")
+print(oslayer.wait_exit(orphan), flush=True)
+"""
+
+
+@linux_only
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(("order", "code"), [("exits-first", "7"), ("exits-after", "9")])
+def test_wait_exit_reaps_an_orphan_handed_to_a_subreaper(order: str, code: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", ORPHAN_SCRIPT, order],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert out.stdout.strip() == code, out.stderr

@@ -429,3 +429,24 @@ def test_new_modules_next_to_watched_ones_since_a_time(tmp_path: Path) -> None:
     (tmp_path / "helper.py").write_text("")
     (tmp_path / "notes.txt").write_text("")
     assert ws.new_modules(since) == {str(tmp_path / "helper.py")}
+
+
+# --- folders the program asks for (relaunch.watch(folder)) -------------------------------
+
+
+def test_a_folder_the_program_asks_for_is_watched_like_a_watch_folder(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    (templates / "shop").mkdir(parents=True)
+    page = templates / "shop" / "index.html"
+    page.write_text("x")
+    watchset = WatchSet(rules=IgnoreRules(bases=[str(tmp_path)]))
+    assert watchset.add_folder(str(templates), "relaunch.watch() folder")
+    assert watchset.decide(str(page)) == Decision(True, "relaunch.watch() folder")
+    assert str(page) in watchset.files()
+    assert str(page) not in watchset.imported  # not program code: serve refreshes pages
+    # Asked again, or for a folder inside it: nothing new.
+    assert not watchset.add_folder(str(templates), "relaunch.watch() folder")
+    assert not watchset.add_folder(str(templates / "shop"), "relaunch.watch() folder")
+    (tmp_path / "static").mkdir()
+    assert watchset.add_folder(str(tmp_path / "static"), "relaunch.watch() folder")
+    assert len(watchset.entries) == 2

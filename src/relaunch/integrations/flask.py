@@ -53,6 +53,15 @@ def app_folders(app: object) -> list[str]:
     blueprints = getattr(app, "blueprints", None)
     if not isinstance(blueprints, dict) or not hasattr(app, "jinja_env"):
         return []
+    import sysconfig
+
+    # A blueprint of an installed package (an extension's admin pages) is not the
+    # project's to edit: watching it would only cost OS watches.
+    installed = tuple(
+        os.path.join(os.path.realpath(p), "")
+        for key, p in sysconfig.get_paths().items()
+        if key in ("stdlib", "platstdlib", "purelib", "platlib")
+    )
     found: list[str] = []
     for scaffold in (app, *blueprints.values()):
         root = getattr(scaffold, "root_path", None)
@@ -62,6 +71,8 @@ def app_folders(app: object) -> list[str]:
             folder = getattr(scaffold, attr, None)
             if isinstance(folder, (str, os.PathLike)):
                 path = os.path.abspath(os.path.join(root, os.fspath(folder)))
+                if os.path.realpath(path).startswith(installed):
+                    continue
                 if os.path.isdir(path) and path not in found:
                     found.append(path)
     return found

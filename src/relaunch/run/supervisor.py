@@ -44,7 +44,7 @@ from ..watch.settle import Settler
 from ..watch.watchset import WatchSet, is_within
 from . import ipc
 from .child import Child, Guardian, interpreter_info
-from .drivers import Driver, NotReloaded
+from .drivers import Driver, Handled, NotReloaded
 from .releases import ReleaseLinks
 from .warm import Cold, Warm
 
@@ -402,6 +402,20 @@ class Supervisor:
             # edit, so only the mtime says the running code is old.
             self._changed_unseen(stale)
 
+    def _add_folders(self, folders: Iterable[str]) -> None:
+        """Watch folders the program asked for, as ``--watch`` folders: under ``serve``, a
+        change there refreshes pages rather than restarting (they hold no code it runs)."""
+        added = [f for f in folders if self.watchset.add_folder(f, "relaunch.watch() folder")]
+        if not added:
+            return
+        # As for files: what is in them now is the baseline, and an edit before the watcher
+        # covers them is found at the next refresh.
+        for path in self.watchset.files():
+            if any(is_within(path, folder) for folder in added):
+                self.fingerprints.remember(path)
+                self._unwatched.add(path)
+        self._mark_watch_dirty()
+
     def _mark_watch_dirty(self) -> None:
         if self._watch_dirty_at is None:
             self._watch_dirty_at = time.monotonic() + _WATCH_REFRESH
@@ -466,8 +480,7 @@ class Supervisor:
             )
         elif message.kind == "watch":
             folders = [p for p in message.paths if os.path.isdir(p)]
-            if any([self.watchset.add_folder(p) for p in folders]):
-                self._mark_watch_dirty()
+            self._add_folders(folders)
             files = (p for p in message.paths if p not in folders)
             self._add_files(((p, None) for p in files), "relaunch.watch()")
         elif message.kind == "failed":
@@ -596,7 +609,8 @@ class Supervisor:
         if not self._subreaper:
             return
         for _round in range(5):  # killing one may orphan its own children
-            strays = oslayer.child_pids() - self._known_pids()
+            children = oslayer.child_pids()  # first: a guardian started meanwhile is known
+            strays = children - self._known_pids()
             if not strays:
                 return
             log.debug("killing %d process(es) left behind: %s", len(strays), sorted(strays))
@@ -608,7 +622,9 @@ class Supervisor:
         if child is not None and self.state == "running":
             done = self.driver.reload(child, changed)
             if isinstance(done, NotReloaded):
-                log.error("%s; %s", why, done)  # the previous version keeps serving
+                # The previous version keeps serving (a failed preflight is an error).
+                level = logging.INFO if isinstance(done, Handled) else logging.ERROR
+                log.log(level, "%s; %s", why, done)
                 return
             if done is not None:
                 self.reloads += 1
@@ -630,9 +646,12 @@ class Supervisor:
     def _on_exit(self, generation: int, code: int | None) -> None:
         if generation != self.generation or self.child is None:
             return  # an old child, stopped on purpose
-        child = self.child
-        lived = time.monotonic() - child.started_at
-        self._stop_child()  # reap what it left in its group
+        lived = time.monotonic() - self.child.started_at
+        # Said first: stopping what it left in its group may take the whole grace period.
+        self._report_exit(code, lived)
+        self._stop_child()  # SIGTERM, then SIGKILL, what it left in its group
+
+    def _report_exit(self, code: int | None, lived: float) -> None:
         if code == 0:
             self.state = "exited"
             if self.on_exit == "exit":

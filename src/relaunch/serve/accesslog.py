@@ -2,7 +2,8 @@
 
 The worker is the app's process: only relaunch's own logger gets relaunch's
 ``[relaunch]`` prefix; the root logger is left to the app (Flask, for one, adds its
-own handler when nothing is configured), so the app's log lines stay the app's.
+own handler when nothing is configured; a handler there would print every line of
+Django's loggers, which propagate, a second time), so the app's lines stay the app's.
 
 The access log is one line per request, in uvicorn's shape
 (``127.0.0.1:54321 - "GET / HTTP/1.1" 200``), on stderr: for WSGI apps by

@@ -21,6 +21,7 @@ import socket
 import time
 from typing import Any, NoReturn
 
+from ..integrations.django import devserver as django_devserver
 from . import accesslog, appload
 from .appload import AppError
 from .inject import ASGIInjector, WSGIInjector, script
@@ -198,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     loaded = _load(args.app)
     app, kind = loaded.app, loaded.kind
     _prepare(app)
+    app = django_devserver.prepare(app)  # URLconf loaded, folders watched, static served
     if args.access_log and kind == "wsgi":
         app = accesslog.AccessLog(app)
     elif args.access_log and kind == "tornado":

@@ -36,6 +36,7 @@ class WatchEntry:
     text: str
     path: str
     kind: str  # "file", "dir" or "glob"
+    how: str = ""  # why it is watched, when not a --watch argument
 
     @classmethod
     def parse(cls, text: str, *, cwd: str) -> WatchEntry:
@@ -117,15 +118,12 @@ class WatchSet:
         self.imported[path] = how
         return True
 
-    def add_folder(self, path: str) -> bool:
-        """Watch a folder recursively, as a ``--watch`` folder is (the program asked,
-        through ``relaunch.watch()``). True if it is newly watched. A folder of the
-        standard library or an installed package is not (unless --watch-installed)."""
-        if self._excluded(path) or any(
-            e.kind == "dir" and is_within(path, e.path) for e in self.entries
-        ):
+    def add_folder(self, path: str, how: str) -> bool:
+        """Watch everything under ``path`` as a ``--watch`` folder is watched (a folder
+        the program asked for: its templates, its static files). True if newly watched."""
+        if any(e.kind == "dir" and is_within(path, e.path) for e in self.entries):
             return False
-        self.entries = (*self.entries, WatchEntry(path, path, "dir"))
+        self.entries = (*self.entries, WatchEntry(path, path, "dir", how))
         self._tree = None
         return True
 
@@ -158,7 +156,7 @@ class WatchSet:
             return Decision(True, how)
         for entry in self.entries:
             if entry.matches(path):
-                return Decision(True, f"--watch '{entry.text}'")
+                return Decision(True, entry.how or f"--watch '{entry.text}'")
         root = self._excluded(path)
         if root:
             return Decision(False, f"in the standard library or an installed package ({root})")

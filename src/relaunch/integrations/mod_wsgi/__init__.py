@@ -432,6 +432,11 @@ class _Reloader:
 
         finder = ReportingFinder(found)
         sys.meta_path.insert(0, finder)
+        from ... import inprocess
+
+        # relaunch.trigger_reload() and relaunch.watch() in the application: this monitor's
+        # reload (preflight, then the restart mod_wsgi wants), not nothing.
+        inprocess.adopt(self.monitor)
         self.monitor.start()
         module = sys.modules.get("mod_wsgi")
         subscribe = getattr(module, "subscribe_shutdown", None)
