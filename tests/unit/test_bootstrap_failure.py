@@ -54,7 +54,9 @@ def test_a_missing_module_has_every_place_it_would_be_found_watched(
         import nosuchmod_for_bootstrap_test  # type: ignore[import-not-found]  # noqa: F401
     except ModuleNotFoundError as exc:
         report_failure(supervisor.channel, exc)
-    watched = {p for m in supervisor.messages() if m.kind == "watch" for p in m.paths}
+    watched = {
+        p for m in supervisor.messages() if m.kind == "mods" for _n, p, t in m.modules if t == -1
+    }
     name = "nosuchmod_for_bootstrap_test"
     assert watched == {
         str(tmp_path / "a" / f"{name}.py"),
@@ -82,7 +84,7 @@ def test_a_missing_submodule_is_looked_for_in_its_package(
     finally:
         sys.modules.pop("pkg_for_bootstrap_test", None)
     received = supervisor.messages()
-    watched = {p for m in received if m.kind == "watch" for p in m.paths}
+    watched = {p for m in received if m.kind == "mods" for _n, p, t in m.modules if t == -1}
     package = tmp_path / "pkg_for_bootstrap_test"
     assert watched == {str(package / "views.py"), str(package / "views" / "__init__.py")}
     # Brief: the sentence, and no traceback.

@@ -337,12 +337,16 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
-def _missing_module_places(exc: BaseException) -> list[str]:
+def _missing_module_places(exc: BaseException) -> list[list[Any]]:
     """Where each module a ModuleNotFoundError of the chain says is missing would be
     found, were it created: ``NAME.py`` and ``NAME/__init__.py`` in every folder the
-    import searched (its parent package's, else sys.path). Watching them lets the
-    program start once the module appears (``relaunch serve nosuchmod:app``)."""
-    places: list[str] = []
+    import searched (its parent package's, else sys.path), outside the standard library
+    and installed packages. As ``mods`` entries, each seen missing (mtime -1): one
+    created before the supervisor looks is then a change, as an edit made while a
+    module loaded is. Watching them lets the program start once the module appears
+    (``relaunch serve nosuchmod:app``, an import of a module not written yet)."""
+    roots = tuple(root.rstrip(os.sep) + os.sep for root in _excluded_roots())
+    places: list[list[Any]] = []
     for error in _chain(exc):
         name = getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None
         if not isinstance(name, str) or not name:
@@ -354,9 +358,9 @@ def _missing_module_places(exc: BaseException) -> list[str]:
             if not isinstance(folder, str):
                 continue
             folder = os.path.abspath(folder or os.curdir)
-            if os.path.isdir(folder):
-                places.append(os.path.join(folder, last + ".py"))
-                places.append(os.path.join(folder, last, "__init__.py"))
+            if os.path.isdir(folder) and not (folder + os.sep).startswith(roots):
+                places.append([name, os.path.join(folder, last + ".py"), -1])
+                places.append([name, os.path.join(folder, last, "__init__.py"), -1])
     return places
 
 
@@ -540,7 +544,7 @@ def report_failure(channel: Channel, exc: BaseException, *, brief: bool = False)
 
     channel.report_loaded()
     channel.send_paths("failed", _traceback_files(exc))
-    channel.watch(_missing_module_places(exc))
+    channel.send_paths("mods", _missing_module_places(exc))
     summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
     text = ""
     if not brief:
