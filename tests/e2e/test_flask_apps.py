@@ -64,8 +64,9 @@ def test_flask_log_lines_stay_flasks(tmp_path: Path, relaunch: Start) -> None:
     assert not line.startswith("[relaunch]") and "ERROR in app" in line  # Flask's own format
     r.expect(r'"GET /boom HTTP/1\.1" 500$', stream="err")
     get(port, "/log")
-    line = r.expect("Task queue depth is 1", stream="err").string
-    assert line.endswith("WARNING in __init__: Task queue depth is 1")  # Flask's handler
+    # Flask's handler, on the app's logger (waitress may say the same, bare, under load).
+    line = r.expect("WARNING in __init__: Task queue depth is 1$", stream="err").string
+    assert not line.startswith("[relaunch]")
 
 
 def unlock_console(port: int, pin: str) -> bool:

@@ -18,7 +18,7 @@ import msg
 
 def app(environ, start_response):
     if environ["PATH_INFO"] == "/log":
-        logging.getLogger("shop.queue").warning("Task queue depth is 1")
+        logging.getLogger("shop.queue").warning("Task queue depth is 1 (the app's)")
     body = f"<html><body><h1>{msg.VALUE}</h1></body></html>".encode()
     start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(body)))])
     return [body]
@@ -168,8 +168,8 @@ def test_app_logging_stays_the_apps_and_each_request_is_logged(site: Path, relau
     r = relaunch(["serve", "app:app", "--port", str(port)], site)
     wait_body(port, "<h1>one</h1>")
     get(port, "/log?x=1")
-    line = r.expect(r"Task queue depth is 1", stream="err").string
-    assert line == "Task queue depth is 1"  # Python's own output, no [relaunch] prefix
+    line = r.expect(r"Task queue depth is 1 \(the app's\)", stream="err").string
+    assert line == "Task queue depth is 1 (the app's)"  # Python's own output, no prefix
     r.expect(r'^127\.0\.0\.1:\d+ - "GET /log\?x=1 HTTP/1\.1" 200$', stream="err")
 
 
