@@ -25,6 +25,7 @@ else:  # pragma: no cover
 __all__ = [
     "OPTIONS",
     "OTHER_ENV",
+    "SERVE_OPTIONS",
     "WATCH_OPTIONS",
     "ConfigError",
     "Option",
@@ -92,7 +93,12 @@ OPTIONS: tuple[Option, ...] = (
            "the old workers serving"),
     Option("preflight_timeout", "float", 60.0, "seconds a preflight may take",
            metavar="SECONDS"),
+    Option("access_log", "bool", True, "print one line per request (relaunch serve)"),
 )  # fmt: skip
+
+# Options only ``relaunch serve`` has on its command line (the others read and ignore
+# them from pyproject.toml and the environment, which the subcommands share).
+SERVE_OPTIONS: tuple[str, ...] = ("access_log",)
 
 # The options ``relaunch watch`` shares with ``relaunch run`` (the others are about
 # running a program). It reads them from the same three sources with the same
@@ -142,6 +148,7 @@ class Settings:
     no_preload: list[tuple[str, str]] = field(default_factory=list)
     preflight: bool = True
     preflight_timeout: float = 60.0
+    access_log: bool = True
     sources: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:

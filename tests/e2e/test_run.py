@@ -391,3 +391,21 @@ def test_same_size_edits_within_one_second_never_run_stale_bytecode(
         write(app / "msg.py", f"VALUE = {n}\n")
         r.expect(rf"value={n}")
     assert (app / "__pycache__").is_dir()  # bytecode was written, and never trusted stale
+
+
+def test_missing_module_elsewhere_on_sys_path_is_waited_for(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    """The module a ModuleNotFoundError names is watched wherever the import looked,
+    not only next to the program's files."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "app" / "main.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(tmp_path / 'lib')!r})\n"
+        "import helper\nprint('helper', helper.X, flush=True)\n"
+    )
+    r = relaunch(["run", "--", PY, "app/main.py"])
+    r.expect("ModuleNotFoundError: No module named 'helper'", stream="err")
+    r.expect("program exited with code 1", stream="err")
+    write(tmp_path / "lib" / "helper.py", "X = 1\n")
+    r.expect("helper 1")

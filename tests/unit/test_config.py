@@ -375,3 +375,22 @@ def test_variables_that_are_not_options_are_not_errors(tmp_path: Path) -> None:
         run_load(tmp_path, environ={"RELAUNCH_CHANGEDX": "1"})
     with pytest.raises(ConfigError, match=r"known: .*RELAUNCH_PYTHON"):
         run_load(tmp_path, environ={"RELAUNCH_PYTHNO": "1"})
+
+
+def test_access_log_from_every_source_and_only_on_serves_command_line(tmp_path: Path) -> None:
+    import argparse
+
+    from relaunch.subcommands.common import add_settings_options
+
+    assert run_load(tmp_path).access_log is True
+    assert run_load(tmp_path, environ={"RELAUNCH_ACCESS_LOG": "0"}).access_log is False
+    path = write_pyproject(tmp_path / "p", "[tool.relaunch]\naccess-log = false\n")
+    assert run_load(tmp_path, pyproject=path).access_log is False
+    assert run_load(tmp_path, cli={"access_log": True}, pyproject=path).access_log is True
+    serve, run = argparse.ArgumentParser(), argparse.ArgumentParser()
+    add_settings_options(serve, serve=True)
+    add_settings_options(run)
+    assert serve.parse_args(["--no-access-log"]).access_log is False
+    assert run.parse_args([]).access_log is None  # read as "not given"
+    with pytest.raises(SystemExit):
+        run.parse_args(["--no-access-log"])

@@ -13,6 +13,7 @@ from relaunch.autoreload import wrapper_argv
 from relaunch.command import Command, PythonInvocation
 from relaunch.inprocess import Monitor, module_files, reexec_argv
 from relaunch.integrations import child_environment
+from relaunch.integrations.flask import IMPORT_HOOKS_ENV, WERKZEUG_HOOK
 from relaunch.run.backoff import Backoff
 from relaunch.watch.settle import Settler
 from relaunch.watch.watchset import WatchSet
@@ -196,18 +197,26 @@ def _python(mode: str, target: str, *args: str) -> Command:
     return Command(argv, PY, PythonInvocation(PY, (), mode, target, args))
 
 
+def _framework_env(command: Command) -> dict[str, str]:
+    # Every Python program gets the Werkzeug hook (tested in test_flask_apps.py).
+    env = child_environment(command)
+    if command.python is not None:
+        assert env.pop(IMPORT_HOOKS_ENV) == f"werkzeug.serving={WERKZEUG_HOOK}"
+    return env
+
+
 def test_child_environment_dispatches_per_framework() -> None:
-    assert child_environment(_python("script", "manage.py", "runserver", "8000")) == {
+    assert _framework_env(_python("script", "manage.py", "runserver", "8000")) == {
         "RUN_MAIN": "true"
     }
-    assert child_environment(_python("script", "manage.py", "runserver", "--noreload")) == {}
-    assert child_environment(_python("script", "manage.py", "migrate")) == {}
-    assert child_environment(_python("script", "/venv/bin/flask", "run")) == {
+    assert _framework_env(_python("script", "manage.py", "runserver", "--noreload")) == {}
+    assert _framework_env(_python("script", "manage.py", "migrate")) == {}
+    assert _framework_env(_python("script", "/venv/bin/flask", "run")) == {
         "FLASK_RUN_RELOAD": "false"
     }
-    assert child_environment(_python("module", "flask", "run")) == {"FLASK_RUN_RELOAD": "false"}
-    assert child_environment(_python("script", "app.py")) == {}
-    assert child_environment(Command(("make",), "/usr/bin/make")) == {}
+    assert _framework_env(_python("module", "flask", "run")) == {"FLASK_RUN_RELOAD": "false"}
+    assert _framework_env(_python("script", "app.py")) == {}
+    assert _framework_env(Command(("make",), "/usr/bin/make")) == {}
 
 
 def test_django_supervisor_command_keeps_flags_and_maps_verbosity() -> None:

@@ -504,8 +504,12 @@ class Supervisor:
             self._failed_files.update(p for p in message.paths if self.watchset.matches(p))
         elif message.kind == "running" and current:
             self.state = "running"
-            self._report_up()
+            if self.frontend is None:
+                self._report_up()
         elif message.kind == "ready" and current and self.frontend is not None:
+            # A served app is up once it serves, not when its process started: a load
+            # failure then prints its error and no "up" line.
+            self._report_up()
             self.frontend.child_ready()
         elif message.kind == "tb" and current:
             self._failure.traceback += message.text
@@ -698,6 +702,7 @@ class Supervisor:
                 self.frontend.child_failed(Failure(summary="The app exited (code 0)"))
             return
         self.state = "failed"
+        self._pending_report = None  # it never came up: its error says why
         if code is None:
             how = "exited (status unknown: the warm-start process that forked it died)"
         elif code < 0:
@@ -707,7 +712,12 @@ class Supervisor:
         extra = ""
         if self._failed_files:
             extra = f"; watching the files of its traceback ({_names(self._failed_files)})"
-        log.error("program %s%s; waiting for a change (or press Enter)", how, extra)
+        if self._failure.summary and not self._failure.traceback:
+            # A mistake the program told in one sentence (relaunch serve's APP): that
+            # sentence is the whole story.
+            log.error("%s; waiting for a change (or press Enter)", self._failure.summary)
+        else:
+            log.error("program %s%s; waiting for a change (or press Enter)", how, extra)
         if self.frontend is not None:
             if not self._failure.summary:
                 self._failure.summary = f"The app {how}"

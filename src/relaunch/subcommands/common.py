@@ -7,7 +7,7 @@ import dataclasses
 import os
 from typing import Any
 
-from ..config import OPTIONS, ConfigError, Settings
+from ..config import OPTIONS, SERVE_OPTIONS, ConfigError, Settings
 from ..watch.rules import GitIgnore, Glob, IgnoreRules
 from ..watch.watchset import DEFAULT_TREE_LIMIT, WatchEntry, WatchSet
 
@@ -40,9 +40,13 @@ def add_option(parser: argparse.ArgumentParser, option: Any) -> None:
         )
 
 
-def add_settings_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per entry of relaunch.config.OPTIONS."""
+def add_settings_options(parser: argparse.ArgumentParser, *, serve: bool = False) -> None:
+    """One flag per entry of relaunch.config.OPTIONS (``relaunch serve``'s own only with
+    ``serve``; without, they read as not given)."""
     for option in OPTIONS:
+        if option.name in SERVE_OPTIONS and not serve:
+            parser.set_defaults(**{option.name: None})
+            continue
         add_option(parser, option)
 
 
