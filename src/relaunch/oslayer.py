@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import signal
 import struct
@@ -29,6 +30,7 @@ __all__ = [
     "filesystem_type",
     "group_alive",
     "inotify_add_watch",
+    "inotify_limit_hint",
     "inotify_open",
     "inotify_parse",
     "inotify_remove_watch",
@@ -400,19 +402,73 @@ def filesystem_type(path: str) -> str | None:
     return best[1] if best else None
 
 
-def watch_limit_hint() -> str:
-    """How to raise the OS limit on file watches, for the log line that says it was hit."""
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _open_file_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _open_fds() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+def inotify_limit_hint(kind: str, *, user_limit: int | None, namespace_limit: int | None) -> str:
+    """Which inotify limit was hit (``kind``: "watches" or "instances"), its value, and
+    how to raise it. Pure. ``user_limit`` is fs.inotify.max_user_KIND (per user, the
+    machine's); ``namespace_limit`` is user.max_inotify_KIND, the user namespace's own,
+    which applies too, and may be the lower one (a container)."""
+    suggested = 524288 if kind == "watches" else 1024
+    if namespace_limit is not None and (user_limit is None or namespace_limit < user_limit):
+        name = f"user.max_inotify_{kind}"
+        value: int | None = namespace_limit
+        whose = "this user namespace's limit"
+    else:
+        name = f"fs.inotify.max_user_{kind}"
+        value = user_limit
+        whose = "shared by all of this user's programs"
+    if value is not None and value >= suggested:
+        suggested = value * 2
+    shown = "unknown" if value is None else str(value)
+    return f"{name} is {shown} ({whose}); raise it with 'sudo sysctl {name}={suggested}'"
+
+
+def watch_limit_hint(error: OSError | None = None) -> str:
+    """The limit on file watches that ``error`` (from :func:`inotify_open` or
+    :func:`inotify_add_watch`; None: the watch count) says was hit, its current value,
+    and how to raise it: for the log line that says so."""
     if IS_LINUX:
-        current = "unknown"
-        try:
-            with open("/proc/sys/fs/inotify/max_user_watches") as f:
-                current = f.read().strip()
-        except OSError:
-            pass
-        return (
-            f"fs.inotify.max_user_watches is {current}; raise it with "
-            "'sudo sysctl fs.inotify.max_user_watches=524288' "
-            "(and fs.inotify.max_user_instances if that is the one exhausted)"
+        code = error.errno if error is not None else None
+        if code == errno.EMFILE:
+            fds, fd_limit = _open_fds(), _open_file_limit()
+            # EMFILE is also the process's own open-file limit: say which one it was.
+            if fds is not None and fd_limit is not None and fds >= fd_limit - 1:
+                return (
+                    f"the open-file limit (ulimit -n) is {fd_limit}; raise it with "
+                    f"'ulimit -n {fd_limit * 4}' before starting relaunch"
+                )
+            kind = "instances"
+        elif code == errno.ENFILE:
+            return "the system-wide limit on open files (fs.file-max) is reached"
+        else:
+            kind = "watches"
+        return inotify_limit_hint(
+            kind,
+            user_limit=_read_int(f"/proc/sys/fs/inotify/max_user_{kind}"),
+            namespace_limit=_read_int(f"/proc/sys/user/max_inotify_{kind}"),
         )
     if sys.platform == "darwin":
         return "raise the limit with 'sudo sysctl kern.maxfiles=...' and 'ulimit -n'"

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ..netcheck import has_ipv6_loopback
 from .harness import Relaunch, wait_until, write
 from .test_serve import free_port, wait_body
 
@@ -146,18 +147,7 @@ def test_two_tabs_both_reload(site: Path, relaunch: Start, browser: Any) -> None
         context.close()
 
 
-def _has_ipv6_loopback() -> bool:
-    import socket
-
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
 def test_live_reload_on_an_ipv6_loopback_host(site: Path, relaunch: Start, page: Any) -> None:
     port = free_port()
     r = relaunch(["serve", "app:app", "--host", "::1", "--port", str(port)], site)

@@ -15,8 +15,17 @@ import pytest
 
 from relaunch import oslayer
 
-from ..e2e.harness import Relaunch, pid_alive, wait_until
-from .support import PY, Start, cpu_seconds, make_app, reload_line, reloads, replace
+from ..e2e.harness import Proc, Relaunch, pid_alive, wait_until
+from .support import (
+    PY,
+    Start,
+    cpu_seconds,
+    make_app,
+    no_traceback_of_relaunch,
+    reload_line,
+    reloads,
+    replace,
+)
 
 # The program starts three kinds of processes that leave its session:
 # * forked: os.fork() and os.setsid() in the child, no exec; its parent (the program) lives;
@@ -164,6 +173,67 @@ def test_program_exiting_in_a_loop_is_restarted_with_backoff(
     assert cpu / (last - first) < 0.25, f"relaunch used {cpu:.2f} s CPU in {last - first:.2f} s"
     r.signal(signal.SIGTERM)
     assert r.wait() == 0, r.output()
+
+
+TRIGGER_LOOP_APP = """\
+import time
+import relaunch
+print(f"run {time.monotonic():.6f}", flush=True)
+relaunch.trigger_reload()
+time.sleep(3600)
+"""
+
+
+def test_program_asking_for_a_reload_at_every_start_is_backed_off(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    """relaunch.trigger_reload() at start: restarts with growing delays (as for a program
+    that exits at once), said once in the log."""
+    make_app(tmp_path, app=TRIGGER_LOOP_APP)
+    r = relaunch(["run", "--", PY, "app.py"])
+
+    def runs() -> list[float]:
+        return [float(m) for m in re.findall(r"^run (\d+\.\d+)$", r.out.text(), re.M)]
+
+    wait_until(lambda: len(runs()) >= 6, timeout=60, what="six runs")
+    starts = runs()
+    # The delays before runs 2..6 are at least 0.1, 0.2, 0.4, 0.8 and 1.6 s: a lower
+    # bound on the program's own clock, whatever the machine's load.
+    print(f"\ntrigger_reload() at start: 6 starts in {starts[5] - starts[0]:.2f} s")
+    assert starts[5] - starts[0] >= 3.0, (starts, r.output())
+    assert r.err.count(r"asks for a reload .* of starting") == 1, r.output()
+    assert r.proc.poll() is None, r.output()
+    no_traceback_of_relaunch(r)
+
+
+IN_PROCESS_TRIGGER_LOOP_APP = """\
+import time
+import relaunch
+relaunch.start()
+print(f"run {time.monotonic():.6f}", flush=True)
+relaunch.trigger_reload()
+time.sleep(3600)
+"""
+
+
+def test_in_process_mode_backs_off_a_reload_asked_for_at_every_start(tmp_path: Path) -> None:
+    """The same loop with relaunch.start() (the process re-executes itself): the
+    growing delay is carried from one execution to the next."""
+    (tmp_path / "app.py").write_text(IN_PROCESS_TRIGGER_LOOP_APP)
+    p = Proc([PY, "app.py"], tmp_path)
+    try:
+
+        def runs() -> list[float]:
+            return [float(m) for m in re.findall(r"^run (\d+\.\d+)$", p.out.text(), re.M)]
+
+        wait_until(lambda: len(runs()) >= 6, timeout=60, what="six runs")
+        starts = runs()
+        print(f"\nin-process trigger_reload() at start: 6 starts in {starts[5] - starts[0]:.2f} s")
+        # CLOCK_MONOTONIC goes on across exec: the same lower bound as above.
+        assert starts[5] - starts[0] >= 3.0, (starts, p.output())
+        assert p.err.count(r"asks for a reload .* of starting") == 1, p.output()
+    finally:
+        p.close()
 
 
 # -- a program that floods its output ---------------------------------------------------------

@@ -22,6 +22,7 @@ from relaunch.serve.endpoint import connection_cap
 
 from ..e2e.harness import Relaunch, wait_until, write
 from ..e2e.test_serve import Events, events, events_url, free_port, get, serve, site, wait_body
+from ..netcheck import has_ipv6_loopback
 from .support import ProcFigures, Start, proc_figures
 
 __all__ = ["events", "site"]  # fixtures, reused
@@ -197,16 +198,7 @@ def test_idle_preconnect_sockets_do_not_delay_the_error_page(site: Path, relaunc
             s.close()
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
 def test_live_reload_with_an_ipv6_loopback_host(
     site: Path, relaunch: Start, events: list[Events]
 ) -> None:

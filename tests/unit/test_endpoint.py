@@ -24,6 +24,8 @@ from relaunch.serve.endpoint import (
 from relaunch.serve.livereload import check_request
 from relaunch.subcommands.serve import live_reload_addresses
 
+from ..netcheck import has_ipv6_loopback
+
 
 @pytest.mark.parametrize(
     ("limit", "cap"), [(None, 64), (20000, 64), (1024, 32), (256, 8), (128, 4), (16, 4)]
@@ -89,16 +91,7 @@ def test_live_reload_addresses_follow_the_app_host() -> None:
     assert live_reload_addresses("0.0.0.0", True) == ("0.0.0.0",)
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
 def test_listen_same_port_on_both_loopbacks() -> None:
     sockets = listen_same_port(["127.0.0.1", "::1"])
     try:

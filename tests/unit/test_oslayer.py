@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import struct
@@ -189,7 +190,56 @@ def test_watch_limit_hint_is_a_sentence() -> None:
     hint = oslayer.watch_limit_hint()
     assert isinstance(hint, str) and len(hint) > 10
     if oslayer.IS_LINUX:
-        assert "fs.inotify.max_user_watches" in hint
+        assert "max_user_watches" in hint or "max_inotify_watches" in hint
+        instances = oslayer.watch_limit_hint(OSError(errno.EMFILE, "Too many open files"))
+        assert "max_user_instances" in instances or "max_inotify_instances" in instances
+
+
+@pytest.mark.parametrize(
+    ("kind", "user_limit", "namespace_limit", "expected"),
+    [
+        (
+            "watches",
+            8192,
+            8192,
+            "fs.inotify.max_user_watches is 8192 (shared by all of this user's programs); "
+            "raise it with 'sudo sysctl fs.inotify.max_user_watches=524288'",
+        ),
+        (
+            "watches",
+            192530,
+            12,
+            "user.max_inotify_watches is 12 (this user namespace's limit); "
+            "raise it with 'sudo sysctl user.max_inotify_watches=524288'",
+        ),
+        (
+            "instances",
+            128,
+            2147483647,
+            "fs.inotify.max_user_instances is 128 (shared by all of this user's programs); "
+            "raise it with 'sudo sysctl fs.inotify.max_user_instances=1024'",
+        ),
+        (
+            "watches",
+            1048576,
+            None,
+            "fs.inotify.max_user_watches is 1048576 (shared by all of this user's programs); "
+            "raise it with 'sudo sysctl fs.inotify.max_user_watches=2097152'",
+        ),
+        (
+            "instances",
+            None,
+            None,
+            "fs.inotify.max_user_instances is unknown (shared by all of this user's programs); "
+            "raise it with 'sudo sysctl fs.inotify.max_user_instances=1024'",
+        ),
+    ],
+)
+def test_inotify_limit_hint_names_the_limit_hit(
+    kind: str, user_limit: int | None, namespace_limit: int | None, expected: str
+) -> None:
+    hint = oslayer.inotify_limit_hint(kind, user_limit=user_limit, namespace_limit=namespace_limit)
+    assert hint == expected
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX only")

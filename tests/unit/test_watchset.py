@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -386,6 +387,40 @@ def test_tree_is_cached_until_invalidated(project: Path) -> None:
     ws.invalidate_tree()
     assert str(project / "static" / "new") in ws.directories()
     assert str(project / "static" / "new" / "a.js") in ws.files()
+
+
+def test_a_file_that_appeared_joins_the_files_without_a_rewalk(project: Path) -> None:
+    ws = make_set(entries=[WatchEntry.parse("static", cwd=str(project))])
+    assert ws.files() == {str(project / "static" / "site.css")}
+    new = project / "static" / "new.css"
+    new.write_text("")
+    assert ws.appeared(str(new)) is True
+    assert str(new) in ws.files()
+    assert ws.appeared(str(new)) is False  # already there
+    # Not matched by any entry, ignored, or not a file: not taken in.
+    (project / "notes2.txt").write_text("")
+    (project / "static" / "x.log").write_text("")
+    (project / "static" / "dir").mkdir()
+    for path in ("notes2.txt", "static/x.log", "static/dir", "static/gone.css"):
+        assert ws.appeared(str(project / path)) is False
+        assert str(project / path) not in ws.files()
+
+
+def test_a_tree_with_a_limit_takes_at_most_that_many_files_and_folders(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for d in range(4):
+        (tmp_path / f"d{d}").mkdir()
+        for f in range(5):
+            (tmp_path / f"d{d}" / f"f{f}.txt").write_text("")
+    entry = WatchEntry.parse(str(tmp_path), cwd="/")
+    capped = make_set(entries=[dataclasses.replace(entry, limit=10)])
+    assert len(capped.files()) + len(capped.directories()) == 10
+    assert "watching only the first 10" in caplog.text
+    caplog.clear()
+    whole = make_set(entries=[dataclasses.replace(entry, limit=25)])
+    assert len(whole.files()) == 20 and len(whole.directories()) == 5
+    assert "watching only" not in caplog.text
 
 
 def test_walk_does_not_follow_symlinks(project: Path, tmp_path: Path) -> None:

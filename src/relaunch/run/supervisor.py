@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .. import oslayer
+from .. import oslayer, pathtext
 from ..command import Command
 from ..integrations import child_environment
 from ..pycache import drop_bytecode
@@ -43,6 +43,7 @@ from ..watch.rules import git_top
 from ..watch.settle import Settler
 from ..watch.watchset import WatchSet, is_within
 from . import ipc
+from .backoff import Backoff
 from .child import Child, Guardian, interpreter_info
 from .drivers import Driver, Handled, NotReloaded
 from .releases import ReleaseLinks
@@ -62,11 +63,13 @@ _WATCH_REFRESH = 0.02
 _MTIME_SLACK_NS = 20_000_000
 # A program that exits 0 this soon after starting is restarted with growing delays.
 _SHORT_RUN = 1.0
+_REQUESTED = "reload requested by the program (relaunch.trigger_reload())"
 
 
 def _names(paths: Iterable[str], limit: int = 3) -> str:
     shown = sorted(
-        os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p for p in paths
+        pathtext.shown(os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p)
+        for p in paths
     )
     text = ", ".join(shown[:limit])
     if len(shown) > limit:
@@ -151,6 +154,9 @@ class Supervisor:
         self._pending_report: tuple[int, str, float] | None = None
         self._restart_delay = 0.0
         self._restart_at: float | None = None
+        self._request_backoff = Backoff(short_run=_SHORT_RUN)
+        self._requested_at: float | None = None  # a trigger_reload() held back
+        self._said_backoff = False
 
     # -- inputs (any thread) ------------------------------------------------------
 
@@ -242,6 +248,7 @@ class Supervisor:
                 self.settler.due(),
                 self._watch_dirty_at,
                 self._restart_at,
+                self._requested_at,
                 self.strategy.due(),
             )
             if t
@@ -264,6 +271,8 @@ class Supervisor:
         if self._restart_at is not None and now >= self._restart_at:
             self._restart_at = None
             self._restart("program exited: restarting (--on-exit restart)")
+        if self._requested_at is not None and now >= self._requested_at:
+            self._restart(_REQUESTED)
         batch = self.settler.take(now, held=self._vcs_busy)
         if batch is not None:
             # update() for every path (it also records the new state), then the files
@@ -344,6 +353,13 @@ class Supervisor:
                 or os.path.isdir(path)
             )
             if not folder and (path in self.fingerprints or self.watchset.matches(path)):
+                if self.watchset.appeared(path):
+                    # A new file: compared with its absence, not with what the refresh
+                    # finds. Until the watcher has it in its file list an edit raises
+                    # nothing, so the refresh compares it once more.
+                    self.fingerprints.absent_before(path)
+                    self._unwatched.add(path)
+                    self._mark_watch_dirty()
                 relevant.append(path)
                 continue
             if self.watchset.ignores_folder(path):
@@ -500,7 +516,27 @@ class Supervisor:
             self._failure.path = message.paths[0] if message.paths else ""
             self._failure.line = message.line
         elif message.kind == "reload" and current:
-            self._restart("reload requested by the program (relaunch.trigger_reload())")
+            self._reload_requested()
+
+    def _reload_requested(self) -> None:
+        """The program asked for a reload: at once, unless it asks again and again
+        right after starting; then after a growing delay (or a change comes first)."""
+        if self._requested_at is not None:
+            return  # one is due already
+        lived = time.monotonic() - self.child.started_at if self.child else _SHORT_RUN
+        delay = self._request_backoff.delay(lived)
+        if not delay:
+            self._restart(_REQUESTED)
+            return
+        if not self._said_backoff:
+            self._said_backoff = True
+            log.warning(
+                "the program asks for a reload (relaunch.trigger_reload()) within %g s of "
+                "starting: reloading after a delay that grows each time it does (up to %g s)",
+                _SHORT_RUN,
+                self._request_backoff.longest,
+            )
+        self._requested_at = time.monotonic() + delay
 
     def _report_up(self) -> None:
         if self._pending_report is None:
@@ -636,6 +672,7 @@ class Supervisor:
             )
         self.reloads += 1
         self._restart_at = None
+        self._requested_at = None
         self._pending_report = (self.reloads, why, since or time.monotonic())
         self._retiring = [t for t in self._retiring if t.is_alive()]
         self._stop_child(overlap=self.frontend is not None and self.state == "running")

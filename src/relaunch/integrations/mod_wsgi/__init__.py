@@ -74,6 +74,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...command import looks_like_python
+from ...pathtext import shown
 from ...preflight import AppSpec, PreflightResult, describe_failure, run_preflight
 
 if TYPE_CHECKING:
@@ -280,9 +281,9 @@ def _interpreter() -> str:
 
 
 def _names(paths: Sequence[str], base: str) -> str:
-    shown = [os.path.relpath(p, base) if p.startswith(base + os.sep) else p for p in paths[:3]]
+    names = [os.path.relpath(p, base) if p.startswith(base + os.sep) else p for p in paths[:3]]
     more = f" (+{len(paths) - 3} more)" if len(paths) > 3 else ""
-    return ", ".join(shown) + more
+    return ", ".join(shown(name) for name in names) + more
 
 
 class _GroupVerdicts:

@@ -298,9 +298,9 @@ class ModWsgiDriver(Driver):
         )
 
     def act(self, changed: Sequence[str]) -> str | None:
-        """Preflight, then touch and restart the daemon processes. Returns what was
-        done, a :class:`NotReloaded`, or None (nothing to touch: restart Apache
-        instead). Serialised; blocks for the preflight and the daemons' rollover."""
+        """Preflight, then :meth:`_apply` the new code. Returns what was done, a
+        :class:`NotReloaded`, or None (the supervisor restarts the whole server instead).
+        Serialised; blocks for the preflight and the server's rollover."""
         from ...watch.fingerprint import take
 
         with self._lock:
@@ -318,20 +318,27 @@ class ModWsgiDriver(Driver):
                     )
             else:
                 self._watch(result.files, "imported by the application (preflight)")
-            target = self._touch_target(result)
-            if target is None:
-                log.error("cannot tell which file to touch for module %s", self.options.entry_point)
-                return None
-            old = daemon_processes()
-            try:
-                os.utime(target, None)
-            except OSError as exc:
-                log.error("cannot touch %s: %s", target, exc)
+            done = self._apply(result)
+            if done is None:
                 return None
             self._loaded.update(before)
             checked = f"preflight ok in {took:.0f} ms; " if result.ok else ""
-            touched = f"touched {os.path.relpath(target, self.cwd)}"
-            return f"{checked}{touched} and {self._restart_daemons(old)}"
+            return checked + done
+
+    def _apply(self, result: PreflightResult) -> str | None:
+        """Touch the script and restart the daemon processes; what was done, or None."""
+        target = self._touch_target(result)
+        if target is None:
+            log.error("cannot tell which file to touch for module %s", self.options.entry_point)
+            return None
+        old = daemon_processes()
+        try:
+            os.utime(target, None)
+        except OSError as exc:
+            log.error("cannot touch %s: %s", target, exc)
+            return None
+        touched = f"touched {os.path.relpath(target, self.cwd)}"
+        return f"{touched} and {self._restart_daemons(old)}"
 
     def _restart_daemons(self, old: set[int]) -> str:
         """Restart the daemon processes now (mod_wsgi's graceful SIGINT: requests in
@@ -506,35 +513,16 @@ class EmbeddedDriver(ModWsgiDriver):
     def reload_how(self) -> str:
         return "graceful Apache restart (SIGUSR1)"
 
-    def act(self, changed: Sequence[str]) -> str | None:
-        from ...watch.fingerprint import take
-
-        with self._lock:
-            if self._already_loaded(changed):
-                return _ALREADY
-            before = {p: take(p) for p in self._files | set(changed)}
-            started = time.monotonic()
-            result = self.check()
-            took = (time.monotonic() - started) * 1000
-            if not result.ok:
-                log.error("%s", describe_failure(result))
-                if self.preflight:
-                    return NotReloaded(
-                        f"preflight failed: {result.summary}; still serving the previous version"
-                    )
-            else:
-                self._watch(result.files, "imported by the application (preflight)")
-            apache = apache_main_process()
-            if apache is None:
-                return None  # not found: the supervisor restarts the whole server
-            try:
-                os.kill(apache, signal.SIGUSR1)
-            except OSError as exc:
-                log.error("cannot signal Apache (process %d): %s", apache, exc)
-                return None
-            self._loaded.update(before)
-            checked = f"preflight ok in {took:.0f} ms; " if result.ok else ""
-            return f"{checked}graceful Apache restart (SIGUSR1 to process {apache})"
+    def _apply(self, result: PreflightResult) -> str | None:
+        apache = apache_main_process()
+        if apache is None:
+            return None  # not found: the supervisor restarts the whole server
+        try:
+            os.kill(apache, signal.SIGUSR1)
+        except OSError as exc:
+            log.error("cannot signal Apache (process %d): %s", apache, exc)
+            return None
+        return f"graceful Apache restart (SIGUSR1 to process {apache})"
 
 
 def driver_for(
