@@ -69,13 +69,15 @@ def test_run_touch_of_touch_reload_file_reloads_once_a_touch_of_code_does_not(
     assert r.err.count(r"reload #\d+: .*msg.py, restart.txt") == 0, r.output()
 
 
+@pytest.mark.parametrize("how", ["events", "poll"])
 def test_run_missing_touch_file_reloads_when_created_and_not_when_removed(
-    app: Path, relaunch: Start
+    app: Path, relaunch: Start, how: str
 ) -> None:
     # tmp/ does not exist yet, and is git-ignored (as tmp/restart.txt usually is).
     (app / ".git").mkdir()
     (app / ".gitignore").write_text("tmp/\n")
-    r = relaunch(["run", "-v", "--touch-reload", "tmp/restart.txt", "--", PY, "app.py"])
+    poll = ["--poll", "--poll-interval", "0.1"] if how == "poll" else []
+    r = relaunch(["run", "-v", *poll, "--touch-reload", "tmp/restart.txt", "--", PY, "app.py"])
     r.expect(r"start pid=\d+ value=1")
     wait_watching(r, 3)
     (app / "tmp").mkdir()

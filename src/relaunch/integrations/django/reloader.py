@@ -242,8 +242,10 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
                     if batch is not None:
                         for path in sorted(p for p in batch.paths if fingerprints.update(p)):
                             self.notify_file_changed(Path(path))
-                    if settler.due() is None or signature is None:
+                    if batch is not None or signature is None:
                         break
+                    if settler.due() is None and time.monotonic() >= next_rescan:
+                        break  # nothing came (or nothing watched) for a rescan period
                 yield
         finally:
             watcher.close()
