@@ -239,6 +239,9 @@ def test_runserver_sends_file_changed_for_a_touch_of_registered_files(
     (site / "conf").mkdir()
     (site / "conf" / "site.ini").write_text("[site]\n")
     (site / "VERSION").write_text("1\n")
+    # Plain runserver hands itself to relaunch run, which reads [tool.relaunch].
+    (site / "pyproject.toml").write_text('[tool.relaunch]\ntouch-reload = ["restart.txt"]\n')
+    (site / "restart.txt").write_text("")
     port = free_port()
     p = runserver(run, site, port)
     pid = int(wait_for_body(port, r"value=1 pid=(\d+)", "/shop/").group(1))
@@ -251,4 +254,10 @@ def test_runserver_sends_file_changed_for_a_touch_of_registered_files(
     # extra_files: the same.
     p.expect(rf"autoreload_started pid={second}")
     touch_until(p, site / "VERSION", rf"file_changed VERSION pid={second}")
-    new_pid(port, {pid, second})
+    third = new_pid(port, {pid, second})
+    # A --touch-reload file: the supervisor's, asked of the server process as any change.
+    p.expect(rf"autoreload_started pid={third}")
+    touch(site / "restart.txt")
+    p.expect(rf"file_changed restart.txt pid={third}")
+    new_pid(port, {pid, second, third})
+    p.expect(r"reload #3: restart.txt changed; new process up", stream="err")
