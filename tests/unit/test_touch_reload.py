@@ -193,3 +193,34 @@ def test_touch_reload_pyproject_type_error(tmp_path: Path) -> None:
     path.write_text("[tool.relaunch]\ntouch-reload = 3\n")
     with pytest.raises(ConfigError, match="touch-reload: expected a string or a list"):
         load({}, cwd=str(tmp_path), environ={})
+
+
+# -- in-process mode ------------------------------------------------------------------
+
+
+def test_in_process_monitor_reloads_for_a_touch_of_a_touch_file(tmp_path: Path) -> None:
+    from relaunch.inprocess import Monitor
+    from relaunch.watch.settle import Settler
+
+    from .test_inprocess import Clock, FakeWatcher
+
+    trigger = tmp_path / "restart.txt"
+    trigger.write_text("")
+    set_mtime(trigger, 1_000_000_000)
+    reloads: list[list[str]] = []
+    clock = Clock()
+    monitor = Monitor(
+        WatchSet(entries=[WatchEntry.touch("restart.txt", cwd=str(tmp_path))]),
+        reloads.append,
+        settler=Settler(quiet=0.01, max_wait=1.0),
+        watcher=FakeWatcher(),  # type: ignore[arg-type]
+        clock=clock,
+        modules=lambda: [],
+    )
+    monitor.step()  # the baseline
+    set_mtime(trigger, 2_000_000_000)
+    monitor._on_paths([str(trigger)])
+    monitor.step()
+    clock.now += 0.02
+    monitor.step()
+    assert reloads == [[str(trigger)]]
