@@ -74,17 +74,14 @@ def changed(old: Fingerprint | None, new: Fingerprint | None, *, by_mtime: bool 
     return new.digest != old.digest
 
 
-def _never(_path: str) -> bool:
-    return False
-
-
 class Fingerprints:
     """The last fingerprint seen for each watched file.
 
-    ``by_mtime(path)``: whether a file is compared by mtime (see :func:`changed`). It is
-    asked at each comparison, so it may follow a watch set that changes."""
+    ``by_mtime(path)``: whether a file is compared by mtime (see :func:`changed`); none
+    is without it. It is asked at each comparison, so it may follow a watch set that
+    changes."""
 
-    def __init__(self, *, by_mtime: Callable[[str], bool] = _never) -> None:
+    def __init__(self, *, by_mtime: Callable[[str], bool] | None = None) -> None:
         self._known: dict[str, Fingerprint | None] = {}
         self.by_mtime = by_mtime
 
@@ -128,4 +125,4 @@ class Fingerprints:
             # Never seen: a change if it is a file now (a temporary file that came and
             # went, or a folder, is not).
             return new is not None
-        return changed(old, new, by_mtime=self.by_mtime(path))
+        return changed(old, new, by_mtime=self.by_mtime is not None and self.by_mtime(path))
