@@ -69,6 +69,9 @@ OPTIONS: tuple[Option, ...] = (
            metavar="PATH_OR_GLOB", short="-w"),
     Option("ignore", "list", [], "ignore paths matching this glob (gitignore style); "
            "repeatable", metavar="GLOB", short="-i"),
+    Option("touch_reload", "list", [], "reload when this file's modification time changes, "
+           "even with the same content (touch FILE), as uWSGI's touch-reload; the file need "
+           "not exist yet (creating it reloads); repeatable", metavar="FILE"),
     Option("watch_installed", "bool", False,
            "also watch the standard library and installed packages the program imports"),
     Option("gitignore", "bool", True, "honour .gitignore files for --watch folders and globs"),
@@ -107,6 +110,7 @@ SERVE_OPTIONS: tuple[str, ...] = ("access_log",)
 WATCH_OPTIONS: tuple[str, ...] = (
     "watch",
     "ignore",
+    "touch_reload",
     "watch_installed",
     "gitignore",
     "poll",
@@ -136,6 +140,7 @@ class Settings:
 
     watch: list[tuple[str, str]] = field(default_factory=list)
     ignore: list[tuple[str, str]] = field(default_factory=list)
+    touch_reload: list[tuple[str, str]] = field(default_factory=list)
     watch_installed: bool = False
     gitignore: bool = True
     poll: bool = False

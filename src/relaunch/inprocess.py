@@ -152,7 +152,7 @@ class Monitor:
         self.watchset = watchset
         self.on_reload = on_reload
         self.settler = settler or Settler()
-        self.fingerprints: Fingerprints = Fingerprints()
+        self.fingerprints: Fingerprints = Fingerprints(by_mtime=watchset.by_mtime)
         self.clock = clock
         self.modules = modules
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -385,6 +385,7 @@ def _build_watchset(paths: Iterable[str | os.PathLike[str]], cwd: str) -> WatchS
         gitignore=GitIgnore.find(cwd) if settings.gitignore else None,
         bases=[cwd, *(entry.base for entry in entries)],
     )
+    entries += [WatchEntry.touch(text, cwd=anchor) for text, anchor in settings.touch_reload]
     watchset = WatchSet(entries=entries, rules=rules, watch_installed=settings.watch_installed)
     watchset.set_excluded_roots(_excluded_roots())
     return watchset

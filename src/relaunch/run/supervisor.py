@@ -107,7 +107,7 @@ class Supervisor:
         self.on_exit = on_exit
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.settler = Settler(quiet=settle_ms / 1000, max_wait=settle_max_ms / 1000)
-        self.fingerprints = Fingerprints()
+        self.fingerprints = Fingerprints(by_mtime=watchset.by_mtime)
         # A file being written in place is waited for no longer than a batch may settle.
         self.watcher = Watcher(
             self._on_paths,
@@ -283,6 +283,8 @@ class Supervisor:
             if (
                 changed
                 and self.frontend is not None
+                # A --touch-reload file asks for a restart, whatever kind of file it is.
+                and not any(self.watchset.by_mtime(p) for p in changed)
                 and self.frontend.handle_change(changed, self.watchset.imported)
             ):
                 log.info("%s changed: pages refreshed, no restart needed", _names(changed))
@@ -360,7 +362,7 @@ class Supervisor:
                     self._mark_watch_dirty()
                 relevant.append(path)
                 continue
-            if self.watchset.rules.reason(path, is_dir=True):
+            if self.watchset.ignores_folder(path):
                 continue  # __pycache__, .git, logs...: nothing relaunch reacts to
             if folder or any(is_within(f, path) for f in self.watchset.imported):
                 # A folder appeared, vanished or moved: re-walk, re-check what it held.
@@ -390,7 +392,7 @@ class Supervisor:
             self.watchset.adopt(fresh)
         # Paths through the link now name other files: compare nothing with the old ones
         # (a server's new workers report them with the new release's times).
-        self.fingerprints = Fingerprints()
+        self.fingerprints = Fingerprints(by_mtime=self.watchset.by_mtime)
         # What the program still reports from the old release (until it restarts, or a
         # server's workers roll over) is not watched.
         self._left_releases.add(old)

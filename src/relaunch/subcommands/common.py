@@ -83,4 +83,10 @@ def watchset_from_settings(settings: Settings, cwd: str, *, default_here: bool) 
         gitignore=GitIgnore.find(cwd) if settings.gitignore else None,
         bases=[cwd, *(entry.base for entry in entries)],
     )
+    # After the default is chosen: a --touch-reload file is no --watch entry.
+    try:
+        touch = [WatchEntry.touch(text, cwd=anchor) for text, anchor in settings.touch_reload]
+    except IsADirectoryError as exc:
+        raise ConfigError(str(exc)) from None
+    entries += touch
     return WatchSet(entries=entries, rules=rules, watch_installed=settings.watch_installed)

@@ -72,6 +72,8 @@ _HELP = {
     "watch_installed": "also watch the standard library and installed packages the "
     "application imports (with --preflight)",
     "preflight_timeout": "seconds the preflight import may take",
+    "touch_reload": "also act when this file's modification time changes, even with the "
+    "same content (touch FILE); it need not exist yet (creating it counts); repeatable",
 }
 
 
