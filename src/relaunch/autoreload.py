@@ -25,6 +25,7 @@ take the same arguments. What changes:
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -86,7 +87,11 @@ def start(check_time: int = 500) -> None:
     _adopt_tornado()
     if _tornado_worker():
         return
-    inprocess.start(_poll_interval=max(check_time, 1) / 1000)
+    seconds = check_time / 1000
+    if math.isfinite(seconds):
+        # tornado takes any interval; relaunch's polling range is 10 ms to an hour.
+        seconds = min(max(seconds, 0.01), 3600.0)
+    inprocess.start(_poll_interval=seconds)
 
 
 def wait() -> None:

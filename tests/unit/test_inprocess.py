@@ -199,3 +199,13 @@ def test_public_watch_stays_a_function_after_the_watch_package_is_imported() -> 
 
     assert callable(relaunch.watch)
     assert isinstance(sys.modules["relaunch.watch"], types.ModuleType)
+
+
+@pytest.mark.parametrize("interval", [float("inf"), float("nan"), 0.0, -1.0, 1e300])
+def test_start_refuses_a_polling_interval_it_cannot_use(interval: float) -> None:
+    """A non-finite or absurd interval would kill the watcher thread: no reloads, silently."""
+    import relaunch.inprocess as inprocess
+
+    with pytest.raises(ValueError, match=r"check_interval: .* is out of range"):
+        inprocess.start(check_interval=interval)
+    assert inprocess.monitor() is None

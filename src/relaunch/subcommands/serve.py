@@ -11,7 +11,7 @@ import socket
 import sys
 
 from ..command import Command, PythonInvocation
-from ..config import OPTIONS, ConfigError, load
+from ..config import OPTIONS, ConfigError, check_number, load
 from ..serve.frontend import ServeFrontEnd
 from ..serve.livereload import LiveReload
 from .common import add_noise_options, add_settings_options
@@ -110,10 +110,8 @@ def main(args: argparse.Namespace) -> int:
     cwd = os.getcwd()
     values = {option.name: getattr(args, option.name) for option in OPTIONS}
     settings = load(values, cwd=cwd)
-    if args.workers < 1 or args.threads < 1:
-        raise ConfigError("--workers and --threads must be at least 1")
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port {args.port} is not a port number")
+    for name in ("workers", "threads", "port"):
+        check_number(name, getattr(args, name), f"--{name}")
     sock = bind(args.host, args.port)
     port = int(sock.getsockname()[1])
     if not _is_loopback(args.host):
