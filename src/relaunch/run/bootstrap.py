@@ -199,7 +199,7 @@ class ReportingFinder:
 def _source_file(spec: Any) -> str:
     """The file to watch for a module: its own, or the archive holding it (a module
     imported from ``app.pyz`` or an egg has an origin inside the zip, no file of its own)."""
-    origin = os.path.abspath(spec.origin)
+    origin = os.path.abspath(str(spec.origin))
     archive = getattr(spec.loader, "archive", None)
     if isinstance(archive, str) and not os.path.exists(origin):
         return os.path.abspath(archive)
