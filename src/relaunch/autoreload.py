@@ -165,7 +165,9 @@ def wrapper_argv(
     run = ["run"]
     if until_success:
         run += ["--on-exit", "exit"]
-    return [*run, "--", executable, *flags, *program], False
+    # The child runs the program through relaunch.autoreload_main, as tornado's wrapper
+    # runs it after `python -m`: the same sys.path, argv and __main__ in every mode.
+    return [*run, "--", executable, *flags, "-m", "relaunch.autoreload_main", *program], False
 
 
 def main() -> None:
@@ -184,9 +186,21 @@ def main() -> None:
     if wrong:
         print(argv[0], file=sys.stderr)
         sys.exit(1)
+    import os
+    import shutil
+    import tempfile
+
+    from .autoreload_main import ENV_FILE_VARIABLE
     from .cli import main as cli_main
 
-    sys.exit(cli_main(argv))
+    # Where each run leaves its environment for the next (see relaunch.autoreload_main).
+    folder = tempfile.mkdtemp(prefix="relaunch-autoreload-")
+    os.environ[ENV_FILE_VARIABLE] = os.path.join(folder, "environ")
+    try:
+        status = cli_main(argv)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    sys.exit(status)
 
 
 _adopt_tornado()

@@ -143,14 +143,19 @@ def test_monitor_manual_reload() -> None:
     assert reloads == [[]]
 
 
+MAIN = ["-m", "relaunch.autoreload_main"]  # runs the program as tornado's wrapper does
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["app.py", "--port", "1"], ["run", "--", PY, "-u", "app.py", "--port", "1"]),
-        (["-m", "pkg.tests", "-v"], ["run", "--", PY, "-u", "-m", "pkg.tests", "-v"]),
+        (["app.py", "--port", "1"], ["run", "--", PY, "-u", *MAIN, "app.py", "--port", "1"]),
+        (["-m", "pkg.tests", "-v"], ["run", "--", PY, "-u", *MAIN, "-m", "pkg.tests", "-v"]),
+        (["-mpkg", "-v"], ["run", "--", PY, "-u", *MAIN, "-m", "pkg", "-v"]),
+        (["app", "-m", "x"], ["run", "--", PY, "-u", *MAIN, "app", "-m", "x"]),
         (
             ["--until-success", "t.py"],
-            ["run", "--on-exit", "exit", "--", PY, "-u", "t.py"],
+            ["run", "--on-exit", "exit", "--", PY, "-u", *MAIN, "t.py"],
         ),
     ],
 )
