@@ -59,6 +59,7 @@ def run_cli(
         (["watch", "--settle-max", "1e9", "--exec", "true"], "invalid int value"),
         (["watch", "--poll-interval", "0", "--exec", "true"], "--poll-interval: 0.0 is out"),
         (["serve", "app:app", "--workers", "0"], "--workers: 0 is out of range"),
+        (["watch", "--pid", "99999999999999"], "--pid 99999999999999 is not a process id"),
         (["serve", "app:app", "--port", "70000"], "--port: 70000 is out of range (0 to 65535)"),
         # A glob that is none, refused before the program starts.
         (["run", "-i", "**/[z-a]", "--", "true"], "--ignore: '**/[z-a]' is not a valid glob"),

@@ -146,7 +146,7 @@ def build_action(args: argparse.Namespace, cwd: str) -> Action:
         pidfile = os.path.normpath(os.path.join(cwd, args.pidfile))
         return Action("signal", signum=signum, pidfile=pidfile, target=PidTarget(pidfile=pidfile))
     if args.pid is not None:
-        if args.pid <= 0:
+        if not 0 < args.pid < 2**31:  # a pid_t; a larger number overflows os.kill()
             raise ConfigError(f"--pid {args.pid} is not a process id")
         return Action("signal", signum=signum, pid=args.pid, target=PidTarget(pid=args.pid))
     if args.touch is not None:
