@@ -18,6 +18,9 @@ take the same arguments. What changes:
   watch set, warm restarts, the whole process group restarted, import-time errors
   shown and the fix waited for. Interpreter flags given before ``-m relaunch.autoreload``
   are passed on to the program. ``--until-success`` stops once the program exits 0.
+  The program runs as under tornado's wrapper (see :mod:`relaunch.autoreload_main`):
+  the current folder on ``sys.path`` in every mode, folders and ``.pyz`` archives run
+  by their ``__main__.py``, and the environment it leaves carried over to the next run.
 * Under ``relaunch run`` the supervisor does the reloading and these functions defer
   to it (see :mod:`relaunch.inprocess`).
 """

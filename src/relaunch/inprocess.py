@@ -463,7 +463,8 @@ def start(
     else.
 
     Under ``relaunch run`` the supervisor reloads the program: this only hands it
-    ``watch``. Raises FileNotFoundError for a ``watch`` path that does not exist, and
+    ``watch``. Raises FileNotFoundError for a ``watch`` path that does not exist,
+    ValueError for a ``watch`` glob that is not one ('[z-a]'), and
     ValueError for a ``check_interval`` outside 0.01 to 3600 seconds (or not finite).
     """
     global _monitor
