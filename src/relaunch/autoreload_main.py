@@ -29,12 +29,17 @@ ENV_FILE_VARIABLE = "_RELAUNCH_AUTORELOAD_ENV"
 
 # relaunch's own plumbing between the supervisor and this child: always the current
 # child's, never a previous run's.
-_PLUMBING = b"_RELAUNCH_"
+_PLUMBING = "_RELAUNCH_"
 
 
 def save_environment(path: str) -> None:
-    """Write ``os.environ`` to ``path`` atomically (NUL-separated ``name=value`` bytes)."""
-    items = [k + b"=" + v for k, v in os.environb.items() if not k.startswith(_PLUMBING)]
+    """Write ``os.environ`` to ``path`` atomically (NUL-separated ``name=value``)."""
+    # fsencode gives back the bytes of undecodable values (surrogateescape on POSIX).
+    items = [
+        os.fsencode(k) + b"=" + os.fsencode(v)
+        for k, v in os.environ.items()
+        if not k.startswith(_PLUMBING)
+    ]
     partial = f"{path}.{os.getpid()}.tmp"
     with open(partial, "wb") as f:
         f.write(b"\0".join(items))
@@ -48,16 +53,17 @@ def load_environment(path: str) -> bool:
             data = f.read()
     except OSError:
         return False
-    saved: dict[bytes, bytes] = {}
+    saved: dict[str, str] = {}
     for item in data.split(b"\0"):
-        name, eq, value = item.partition(b"=")
+        raw_name, eq, raw_value = item.partition(b"=")
+        name = os.fsdecode(raw_name)
         if eq and name and not name.startswith(_PLUMBING):
-            saved[name] = value
-    for name in [k for k in os.environb if k not in saved and not k.startswith(_PLUMBING)]:
-        del os.environb[name]
-    for name, value in saved.items():
-        if os.environb.get(name) != value:
-            os.environb[name] = value
+            saved[name] = os.fsdecode(raw_value)
+    for gone in [k for k in os.environ if k not in saved and not k.startswith(_PLUMBING)]:
+        del os.environ[gone]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
     return True
 
 

@@ -214,3 +214,26 @@ def test_start_refuses_a_polling_interval_it_cannot_use(interval: float) -> None
     with pytest.raises(ValueError, match=r"check_interval: .* is out of range"):
         inprocess.start(check_interval=interval)
     assert inprocess.monitor() is None
+
+
+def test_autoreload_environment_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What one wrapped run leaves is what the next starts with: set, changed and removed
+    variables, undecodable bytes included; relaunch's own plumbing stays the new run's."""
+    from relaunch.autoreload_main import load_environment, save_environment
+
+    path = str(tmp_path / "environ")
+    assert load_environment(path) is False
+    monkeypatch.setenv("KEPT", "a=b")  # '=' in a value
+    monkeypatch.setenv("ODD", os.fsdecode(b"\xff\xfe"))
+    monkeypatch.setenv("_RELAUNCH_RUN", "old-token")
+    monkeypatch.delenv("ADDED_LATER", raising=False)
+    save_environment(path)
+    monkeypatch.setenv("KEPT", "changed")
+    monkeypatch.setenv("ADDED_LATER", "x")
+    monkeypatch.delenv("ODD")
+    monkeypatch.setenv("_RELAUNCH_RUN", "new-token")
+    assert load_environment(path) is True
+    assert os.environ["KEPT"] == "a=b"
+    assert os.fsencode(os.environ["ODD"]) == b"\xff\xfe"
+    assert "ADDED_LATER" not in os.environ
+    assert os.environ["_RELAUNCH_RUN"] == "new-token"
