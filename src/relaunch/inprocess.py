@@ -31,6 +31,7 @@ The decisions (:func:`module_files`, :func:`reexec_argv`, the batch logic in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -42,7 +43,10 @@ import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .pathtext import shown
+
 if TYPE_CHECKING:
+    from .run.backoff import Backoff
     from .watch.events import Watcher
     from .watch.fingerprint import Fingerprints
     from .watch.settle import Settler
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Monitor",
     "add_reload_hook",
+    "adopt",
     "module_files",
     "monitor",
     "reexec_argv",
@@ -65,6 +70,8 @@ log = logging.getLogger(__name__)
 # How often the monitor looks for modules that reached sys.modules without a finder
 # (``sys.modules[name] = module``); one len() call, so idle CPU stays at zero.
 _MODULE_CHECK = 1.0
+# The back-off of reloads asked for at start, carried across the re-execution.
+_BACKOFF_ENV = "_RELAUNCH_INPROCESS_BACKOFF"
 
 _lock = threading.Lock()
 _hooks: list[Callable[[], object]] = []
@@ -134,7 +141,10 @@ class Monitor:
         clock: Callable[[], float] = time.monotonic,
         loaded_after_ns: int | None = None,
         modules: Callable[[], Iterable[object]] = lambda: list(sys.modules.values()),
+        backoff: Backoff | None = None,
     ) -> None:
+        """``backoff``: delays for a reload the program asks for right after starting,
+        again and again (None: at once, always)."""
         from .watch.events import Watcher
         from .watch.fingerprint import Fingerprints
         from .watch.settle import Settler
@@ -161,6 +171,9 @@ class Monitor:
         self._modules_seen = -1
         self._next_module_check = 0.0
         self.reloading = False
+        self.backoff = backoff
+        self.started = clock()
+        self._requested_at: float | None = None  # a trigger_reload() held back
         self.thread: threading.Thread | None = None
         self._stop = False
 
@@ -210,7 +223,11 @@ class Monitor:
                 self._add_files(module_files(self.modules()), "imported by the program")
         if self._dirty:
             self._refresh()
-        deadline = min(t for t in (self.settler.due(), self._next_module_check) if t is not None)
+        deadline = min(
+            t
+            for t in (self.settler.due(), self._next_module_check, self._requested_at)
+            if t is not None
+        )
         timeout = max(0.0, deadline - self.clock()) if block else 0.0
         try:
             event: tuple[Any, ...] | None = self.events.get(timeout=timeout)
@@ -224,6 +241,9 @@ class Monitor:
                 event = None
         if self._dirty:
             self._refresh()
+        if self._requested_at is not None and self.clock() >= self._requested_at:
+            self._reload([])
+            return
         batch = self.settler.take(self.clock())
         if batch is None:
             return
@@ -247,7 +267,25 @@ class Monitor:
             self.watchset.invalidate_tree()
             self._dirty = True
         elif kind == "reload":
+            self._reload_requested()
+
+    def _reload_requested(self) -> None:
+        if self._requested_at is not None:
+            return  # one is due already
+        delay = self.backoff.delay(self.clock() - self.started) if self.backoff else 0.0
+        if not delay:
             self._reload([])
+            return
+        if self.backoff is not None and delay == self.backoff.first:
+            # The first short run of a row, in whichever process of the row this is.
+            log.warning(
+                "relaunch: the program asks for a reload (relaunch.trigger_reload()) within "
+                "%g s of starting: reloading after a delay that grows each time it does "
+                "(up to %g s)",
+                self.backoff.short_run,
+                self.backoff.longest,
+            )
+        self._requested_at = self.clock() + delay
 
     def _reload(self, changed: list[str]) -> None:
         if self.reloading:
@@ -411,7 +449,7 @@ def _stop_children(grace: float = 5.0) -> None:
 def _reexec(cwd: str, changed: Sequence[str]) -> NoReturn:
     """Run the hooks, then replace this process with a fresh run of the same command."""
     argv = reexec_argv(getattr(sys, "orig_argv", []), sys.executable)
-    what = ", ".join(os.path.relpath(p, cwd) for p in changed[:3]) or "reload requested"
+    what = ", ".join(shown(os.path.relpath(p, cwd)) for p in changed[:3]) or "reload requested"
     log.info("relaunch: %s changed; restarting %s", what, " ".join(argv[1:]))
     _run_hooks()
     _stop_children()
@@ -492,13 +530,24 @@ def start(
     from .watch.settle import Settler
 
     settings = load({}, cwd=cwd)
+    from .run.backoff import Backoff
+
+    backoff = Backoff()
+    with contextlib.suppress(ValueError):  # carried from the execution before this one
+        backoff.current = max(0.0, float(os.environ.pop(_BACKOFF_ENV, "0")))
+
+    def reexec(changed: list[str]) -> None:
+        os.environ[_BACKOFF_ENV] = str(backoff.current)
+        _reexec(cwd, changed)
+
     new = Monitor(
         watchset,
-        lambda changed: _reexec(cwd, changed),
+        reexec,
         settler=Settler(quiet=settings.settle / 1000, max_wait=settings.settle_max / 1000),
         poll=poll or settings.poll,
         poll_interval=interval,
         loaded_after_ns=relaunch_imported_ns(),
+        backoff=backoff,
     )
     with _lock:
         if _monitor is not None:
@@ -512,6 +561,21 @@ def start(
     sys.meta_path.insert(0, finder)
     new.start()
     log.debug("relaunch: watching this process's files for changes")
+
+
+def adopt(new: Monitor) -> bool:
+    """Have :func:`relaunch.watch` and :func:`relaunch.trigger_reload` reach ``new``, a
+    monitor another in-process reloader runs (mod_wsgi's): its own reload, not a
+    re-exec. False if a monitor was already running."""
+    global _monitor
+    with _lock:
+        if _monitor is not None:
+            return False
+        _monitor = new
+        extra = list(_extra)
+    if extra:
+        new.add(extra, "relaunch.watch()")
+    return True
 
 
 def monitor() -> Monitor | None:

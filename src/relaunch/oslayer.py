@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import signal
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,18 +30,21 @@ __all__ = [
     "filesystem_type",
     "group_alive",
     "inotify_add_watch",
+    "inotify_limit_hint",
     "inotify_open",
     "inotify_parse",
     "inotify_remove_watch",
     "kill_and_reap",
     "kill_group",
     "make_subreaper",
+    "open_file_limit",
     "popen_group_kwargs",
     "process_alive",
     "processes_with_env",
     "reap_group_orphans",
     "terminate_group",
     "unread_bytes",
+    "wait_exit",
     "wait_readable",
     "watch_limit_hint",
 ]
@@ -112,25 +117,44 @@ def _signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-def terminate_group(pid: int) -> None:
-    """Ask the process group led by ``pid`` to stop (SIGTERM; CTRL_BREAK on Windows)."""
+def _signal_leader_and_group(pid: int, sig: int) -> None:
+    # The leader itself first: a just-forked child may not have made its group yet
+    # (killpg would find no such group), and must get the signal all the same.
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+    _signal_group(pid, sig)
+
+
+def terminate_group(pid: int, *, leader: bool = True) -> None:
+    """Ask the process ``pid`` and the group it leads to stop (SIGTERM; CTRL_BREAK on
+    Windows). ``leader=False``: ``pid`` is reaped already; only what is left in its group."""
     if IS_WINDOWS:
-        try:
-            os.kill(pid, signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-        except OSError:
-            pass
+        if leader:
+            try:
+                os.kill(pid, signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+            except OSError:
+                pass
         return
-    _signal_group(pid, signal.SIGTERM)
+    if leader:
+        _signal_leader_and_group(pid, signal.SIGTERM)
+    else:
+        _signal_group(pid, signal.SIGTERM)
 
 
-def kill_group(pid: int) -> None:
-    """Kill the process group led by ``pid`` and the descendants that left it."""
+def kill_group(pid: int, *, leader: bool = True) -> None:
+    """Kill the process ``pid``, the group it leads and the descendants that left it.
+    ``leader=False`` once ``pid`` itself is known to be reaped (its number may be reused):
+    only its group and the group's descendants."""
     if IS_WINDOWS:
         subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True)
         return
-    leader = pid
-    strays = [p for p in descendants(leader) if _pgid(p) != leader]
-    _signal_group(leader, signal.SIGKILL)
+    strays = [p for p in descendants(pid) if _pgid(p) != pid]
+    if leader:
+        _signal_leader_and_group(pid, signal.SIGKILL)
+    else:
+        _signal_group(pid, signal.SIGKILL)
     for stray in strays:
         try:
             os.kill(stray, signal.SIGKILL)
@@ -207,6 +231,62 @@ def kill_and_reap(pid: int) -> None:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+
+
+def _exists(pid: int) -> bool:
+    """True while ``pid`` exists in any form, a zombie included."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pidfd(pid: int) -> int | None:
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None
+
+
+def wait_exit(pid: int) -> int | None:
+    """Block until process ``pid`` is gone; its exit code (as ``Popen.returncode``) when
+    this process reaped it, None when another one did.
+
+    ``pid`` need not be this process's child: a warm child is the zygote's, and only
+    becomes this process's (a subreaper) if the zygote dies first. Then it must be
+    reaped here, or its zombie keeps its process group alive; so a zombie that is not
+    ours yet is waited for until its parent reaps it or hands it over.
+    """
+    if IS_WINDOWS:
+        return None
+    import select
+
+    pidfd = _pidfd(pid)  # readable once the process has exited: no polling while it runs
+    delay = 0.001
+    try:
+        while True:
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                if not _exists(pid):
+                    return None
+            if pidfd is not None and not select.select([pidfd], [], [], 0)[0]:
+                select.select([pidfd], [], [])
+                delay = 0.001
+                continue
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def group_alive(pgid: int) -> bool:
@@ -322,19 +402,73 @@ def filesystem_type(path: str) -> str | None:
     return best[1] if best else None
 
 
-def watch_limit_hint() -> str:
-    """How to raise the OS limit on file watches, for the log line that says it was hit."""
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _open_file_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _open_fds() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+def inotify_limit_hint(kind: str, *, user_limit: int | None, namespace_limit: int | None) -> str:
+    """Which inotify limit was hit (``kind``: "watches" or "instances"), its value, and
+    how to raise it. Pure. ``user_limit`` is fs.inotify.max_user_KIND (per user, the
+    machine's); ``namespace_limit`` is user.max_inotify_KIND, the user namespace's own,
+    which applies too, and may be the lower one (a container)."""
+    suggested = 524288 if kind == "watches" else 1024
+    if namespace_limit is not None and (user_limit is None or namespace_limit < user_limit):
+        name = f"user.max_inotify_{kind}"
+        value: int | None = namespace_limit
+        whose = "this user namespace's limit"
+    else:
+        name = f"fs.inotify.max_user_{kind}"
+        value = user_limit
+        whose = "shared by all of this user's programs"
+    if value is not None and value >= suggested:
+        suggested = value * 2
+    shown = "unknown" if value is None else str(value)
+    return f"{name} is {shown} ({whose}); raise it with 'sudo sysctl {name}={suggested}'"
+
+
+def watch_limit_hint(error: OSError | None = None) -> str:
+    """The limit on file watches that ``error`` (from :func:`inotify_open` or
+    :func:`inotify_add_watch`; None: the watch count) says was hit, its current value,
+    and how to raise it: for the log line that says so."""
     if IS_LINUX:
-        current = "unknown"
-        try:
-            with open("/proc/sys/fs/inotify/max_user_watches") as f:
-                current = f.read().strip()
-        except OSError:
-            pass
-        return (
-            f"fs.inotify.max_user_watches is {current}; raise it with "
-            "'sudo sysctl fs.inotify.max_user_watches=524288' "
-            "(and fs.inotify.max_user_instances if that is the one exhausted)"
+        code = error.errno if error is not None else None
+        if code == errno.EMFILE:
+            fds, fd_limit = _open_fds(), _open_file_limit()
+            # EMFILE is also the process's own open-file limit: say which one it was.
+            if fds is not None and fd_limit is not None and fds >= fd_limit - 1:
+                return (
+                    f"the open-file limit (ulimit -n) is {fd_limit}; raise it with "
+                    f"'ulimit -n {fd_limit * 4}' before starting relaunch"
+                )
+            kind = "instances"
+        elif code == errno.ENFILE:
+            return "the system-wide limit on open files (fs.file-max) is reached"
+        else:
+            kind = "watches"
+        return inotify_limit_hint(
+            kind,
+            user_limit=_read_int(f"/proc/sys/fs/inotify/max_user_{kind}"),
+            namespace_limit=_read_int(f"/proc/sys/user/max_inotify_{kind}"),
         )
     if sys.platform == "darwin":
         return "raise the limit with 'sudo sysctl kern.maxfiles=...' and 'ulimit -n'"
@@ -579,3 +713,13 @@ def has_epoll_instance(pid: int) -> bool | None:
         except OSError:
             continue
     return False
+
+
+def open_file_limit() -> int | None:
+    """This process's soft limit on open descriptors; None where there is none to read."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY or soft <= 0 else int(soft)

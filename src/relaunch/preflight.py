@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "LOAD_LAZY",
     "MARKER",
     "SCRIPT",
     "AppSpec",
@@ -87,6 +88,19 @@ def parse_app_spec(text: str, *, default_attr: str = "application", cwd: str = "
     return AppSpec("module", module, attr or default_attr)
 
 
+# Runs in the throwaway interpreter after the application is loaded: what a framework
+# imports only at the first request, and that a worker would then fail on. Django
+# imports the URLconf (and so every view module) lazily; runserver's checks load it.
+LOAD_LAZY = r"""
+def _relaunch_load_lazy():
+    if "django.apps" not in sys.modules:
+        return
+    from django.apps import apps
+    if apps.ready:
+        from django.urls import get_resolver
+        get_resolver().url_patterns
+"""
+
 # Runs in the throwaway interpreter: standard library only, any Python 3.
 SCRIPT = r"""
 import ast, json, os, sys
@@ -128,6 +142,7 @@ def _main():
             code = compile(f.read(), target, "exec")
         exec(code, ns)
     _resolve(ns, attr)
+    _relaunch_load_lazy()
     files = sorted({os.path.abspath(m.__file__) for m in list(sys.modules.values())
                     if isinstance(getattr(m, "__file__", None), str)})
     if kind == "script":
@@ -136,8 +151,9 @@ def _main():
     sys.stdout.write("\n" + MARKER + json.dumps({"files": files}) + "\n")
     sys.stdout.flush()
 MARKER = MARKER_TEXT
+LOAD_LAZY
 _main()
-""".replace("MARKER_TEXT", repr(MARKER))
+""".replace("MARKER_TEXT", repr(MARKER)).replace("LOAD_LAZY", LOAD_LAZY)
 
 
 @dataclass(frozen=True)

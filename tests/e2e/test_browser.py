@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ..netcheck import has_ipv6_loopback
 from .harness import Relaunch, wait_until, write
 from .test_serve import free_port, wait_body
 
@@ -144,3 +145,48 @@ def test_two_tabs_both_reload(site: Path, relaunch: Start, browser: Any) -> None
             wait_until(lambda tab=tab: heading(tab) == "both", what="every tab to reload")
     finally:
         context.close()
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_live_reload_on_an_ipv6_loopback_host(site: Path, relaunch: Start, page: Any) -> None:
+    port = free_port()
+    r = relaunch(["serve", "app:app", "--host", "::1", "--port", str(port)], site)
+    r.expect(r"serving app:app \(WSGI app\) with waitress", stream="err")
+
+    def loaded() -> bool:
+        try:
+            page.goto(f"http://[::1]:{port}/")
+        except Exception:  # not serving yet
+            return False
+        return heading(page) == "one"
+
+    wait_until(loaded, what="the page on [::1]")
+    listening(page)  # the script reached the endpoint under the page's host, [::1]
+    write(site / "msg.py", "VALUE = 'two'\n")
+    wait_until(lambda: heading(page) == "two", what="the page to show the new code")
+
+
+def test_django_project_template_and_css_edits_refresh_the_page_without_watch_flags(
+    tmp_path: Path, relaunch: Start, page: Any
+) -> None:
+    """A real Django project (cached template loader, static files from the app's
+    static/ folder): no -w, and both edits reach the open page, no restart."""
+    pytest.importorskip("django")
+    from .djangosite import SHOP_INDEX, make_site
+
+    site = make_site(tmp_path)
+    port = free_port()
+    r = relaunch(["serve", "mysite.wsgi", "--port", str(port)], site)
+    wait_body(port, "shop template=1", "/shop/")
+    page.goto(f"http://127.0.0.1:{port}/shop/")
+    color = "getComputedStyle(document.querySelector('#v')).color"
+    wait_until(lambda: page.evaluate(color) == "rgb(255, 0, 0)", what="the app's stylesheet")
+    listening(page)
+    page.evaluate("window.__marker = 'same page'")  # gone if the page reloads
+    write(site / "shop" / "static" / "shop" / "shop.css", "h1 { color: rgb(0, 0, 255) }\n")
+    wait_until(lambda: page.evaluate(color) == "rgb(0, 0, 255)", what="the new style")
+    assert page.evaluate("window.__marker") == "same page"
+    template = site / "shop" / "templates" / "shop" / "index.html"
+    write(template, SHOP_INDEX.replace("template=1", "template=2"))
+    wait_until(lambda: heading(page) == "shop template=2", what="the page to show the template")
+    assert r.err.count("reload #") == 0

@@ -339,6 +339,43 @@ def test_django_runserver_starts_despite_an_unknown_relaunch_variable(
     p.expect("warning: ignoring unknown environment variable RELAUNCH_FOO", stream="err")
 
 
+def test_django_settings_change_does_not_wait_out_the_grace(
+    django_project: Path, run: Callable[..., Proc]
+) -> None:
+    """A settings.py edit rebuilds the warm-start process (Django's app registry imported
+    the settings while it preloaded): the run it forked must still stop at once."""
+    port = free_port()
+    p = run(
+        [PY, "manage.py", "runserver", f"127.0.0.1:{port}", "--verbosity", "2"],
+        django_project,
+        env={
+            "PYTHONUNBUFFERED": "1",
+            "DJANGO_RUNSERVER_HIDE_WARNING": "true",
+            "RELAUNCH_GRACE": "30",
+        },
+    )
+    wait_for_body(port, r"value=1 pid=\d+")
+    p.expect(r"warm-start process \d+ ready", stream="err")
+    write(django_project / "proj" / "views.py", VIEWS.replace("VALUE = 1", "VALUE = 2"))
+    wait_for_body(port, r"value=2 pid=\d+")  # forked from the warm-start process
+    settings = django_project / "proj" / "settings.py"
+    good = settings.read_text()
+    took = []
+    for n in (1, 2):
+        mark = p.err.mark()
+        write(settings, good + f"\nEDIT = {n}\n")
+        up = p.expect(
+            r"reload #\d+: proj/settings.py changed; new process up in (\d+) ms",
+            stream="err",
+            start=mark,
+        )
+        took.append(int(up.group(1)))
+        wait_for_body(port, r"value=2 pid=\d+")
+        p.expect(r"warm-start process \d+ ready", stream="err", start=mark)
+    print(f"\nDjango settings.py edits: new process up in {took} ms")
+    assert max(took) < 15_000, p.output()  # grace 30 s: it was not waited out
+
+
 def test_django_template_change_fires_file_changed_without_restart(
     django_project: Path, run: Callable[..., Proc]
 ) -> None:

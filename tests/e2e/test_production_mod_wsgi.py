@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -177,27 +178,32 @@ def _wait_group_serves(load: Load, version: str, root: int) -> None:
 
 
 @contextmanager
-def _express_in_script(on_next_request: bool) -> Iterator[tuple[Path, int, Proc]]:
+def _express_in_script(
+    on_next_request: bool, *, processes: int = PROCESSES, app: str | None = None
+) -> Iterator[tuple[Path, int, Proc]]:
     """mod_wsgi-express (4 daemon processes as nobody) serving a script that starts
-    relaunch's in-process reloader; always stopped, its output shown on failure."""
+    relaunch's in-process reloader; always stopped, its output shown on failure.
+    ``app``: another app.py."""
     if EXPRESS is None:
         pytest.skip("mod_wsgi-express is not installed (bash .ci/install-servers.sh)")
     if os.geteuid() != 0:
         pytest.skip("these tests run Apache's daemons as nobody, which needs root")
     script = IN_SCRIPT.replace("ON_NEXT_REQUEST", repr(on_next_request))
     site = Path(wsgi_site(script))
+    if app is not None:
+        (site / "app.py").write_text(app)
     # The daemon processes' temporary folder (their shared preflight verdict) goes with
     # the site.
     (site / "tmp").mkdir()
     (site / "tmp").chmod(0o1777)
     port = free_port()
-    argv = [EXPRESS, *express_args(str(site), port, processes=PROCESSES)]
+    argv = [EXPRESS, *express_args(str(site), port, processes=processes)]
     server = Proc(argv, site, {"TMPDIR": str(site / "tmp")})
     try:
         assert wait_up(port) == "v0"
         # Every daemon process watches before the first edit.
         wait_until(
-            lambda: server.err.count(r"\[relaunch\] watching daemon process") >= PROCESSES,
+            lambda: server.err.count(r"\[relaunch\] watching daemon process") >= processes,
             timeout=60,
             what="each daemon process to start watching",
         )
@@ -245,6 +251,34 @@ def test_in_script_reloader_under_load(on_next_request: bool) -> None:
         assert server.err.count(r"Traceback") >= 1  # the preflight's, in the error log
         how = "next request" if on_next_request else "SIGINT"
         report(f"Apache mod_wsgi, in-script reloader ({how})", load, reloads, coexist)
+
+
+TRIGGER_APP = APP.replace(
+    "def app(environ, start_response):\n",
+    "def app(environ, start_response):\n"
+    "    if environ['PATH_INFO'] == '/trigger':\n"
+    "        import relaunch\n\n"
+    "        relaunch.trigger_reload()\n",
+)
+
+
+@pytest.mark.timeout(120)
+def test_trigger_reload_in_a_daemon_process_restarts_it_after_preflight() -> None:
+    assert "relaunch.trigger_reload()" in TRIGGER_APP
+    with _express_in_script(False, processes=1, app=TRIGGER_APP) as (_site, port, server):
+        (first,) = daemon_processes(server.proc.pid)
+        mark = server.err.mark()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/trigger", timeout=30) as answer:
+            assert answer.status == 200
+        server.expect(
+            rf"preflight ok in \d+ ms; restarting daemon process {first}", stream="err", start=mark
+        )
+        wait_until(
+            lambda: len(daemon_processes(server.proc.pid) - {first}) == 1,
+            timeout=60,
+            what="a new daemon process",
+        )
+        assert wait_up(port) == "v0"
 
 
 # -- relaunch run -- mod_wsgi-express start-server ... -----------------------------------
@@ -363,3 +397,46 @@ def test_symlink_swap_is_followed_with_a_graceful_restart(
         server.close()
         print(server.output()[-100000:])  # shown by pytest when the test failed
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.timeout(120)
+def test_relaunch_run_mod_wsgi_express_embedded_mode_watches_the_app_without_w(
+    relaunch: Callable[..., Relaunch],
+) -> None:
+    """--embedded-mode has no daemon processes: the app's own modules are watched all
+    the same (no -w), a broken save is refused by preflight, and a good one restarts
+    Apache gracefully (no failed request)."""
+    if EXPRESS is None:
+        pytest.skip("mod_wsgi-express is not installed (bash .ci/install-servers.sh)")
+    if os.geteuid() != 0:
+        pytest.skip("these tests run Apache's processes as nobody, which needs root")
+    site = Path(wsgi_site(SCRIPT))
+    port = free_port()
+    args = [*express_args(str(site), port, processes=2), "--embedded-mode"]
+    proc = relaunch(["run", "--", EXPRESS, *args], cwd=site)
+    try:
+        proc.expect(
+            r"mod_wsgi driver: watching [1-9]\d* file\(s\).*graceful Apache restart",
+            stream="err",
+            timeout=60,
+        )
+        assert wait_up(port) == "v0"
+        with running_load(port, CLIENTS) as load:
+            load.wait_served("v0", count=2 * CLIENTS)
+            mark = proc.err.mark()
+            write_atomic(site / "version.py", 'V = "broken\n')
+            proc.expect(r"preflight failed: SyntaxError", stream="err", start=mark, timeout=30)
+            write_atomic(site / "version.py", version_file("v1"))
+            proc.expect(
+                r"mod_wsgi reload #1: version.py changed; preflight ok .*graceful Apache restart",
+                stream="err",
+                start=mark,
+                timeout=60,
+            )
+            load.wait_served("v1", count=4 * CLIENTS)
+        assert load.failures == [], load.failures[:5]
+        assert proc.err.count(r"^\[relaunch\] (reload #|program exited|error: program)") == 0
+    finally:
+        proc.close()
+        print(proc.output()[-200000:])  # shown by pytest when the test failed
+        shutil.rmtree(site, ignore_errors=True)

@@ -190,3 +190,37 @@ def test_warm_child_keeps_interpreter_flags(tmp_path: Path, relaunch: Start) -> 
     r.expect(READY, stream="err")
     write(tmp_path / "msg.py", "V = 2\n")
     r.expect(r"flags 1 True \['x'\] 2 True")
+
+
+def test_reload_after_a_rebuild_does_not_wait_out_the_grace(
+    project: tuple[Path, Path, Path], relaunch: Start, venv: Path
+) -> None:
+    """The running child was forked by the zygote that a rebuild discards: from then on
+    relaunch is its parent and must reap it, or its zombie keeps its group "alive" and
+    the next reload waits out the whole grace period (twice)."""
+    app, _python, _lib = project
+    r = start(relaunch, project, "--grace", "30")
+    r.expect(READY, stream="err")
+    write(app / "msg.py", "VALUE = 2\n")
+    r.expect("run value=2 lib=1 preloaded=True")  # forked by the first zygote
+    mark = r.err.mark()
+    dist_info = site_packages(venv) / f"newpkg_{os.getpid()}_{app.parent.name}-1.0.dist-info"
+    dist_info.mkdir()
+    try:
+        r.expect("installed packages changed: rebuilding", stream="err", start=mark)
+        r.expect(READY, stream="err", start=mark)
+        mark = r.err.mark()
+        write(app / "msg.py", "VALUE = 3\n")
+        # The new zygote preloads what the old one had (its warm child never reported it).
+        r.expect("run value=3 lib=1 preloaded=True")
+        took = int(
+            r.expect(
+                r"reload #\d+: msg\.py changed; new process up in (\d+) ms",
+                stream="err",
+                start=mark,
+            ).group(1)
+        )
+    finally:
+        dist_info.rmdir()
+    print(f"\nreload after a zygote rebuild: new process up in {took} ms")
+    assert took < 15_000, r.output()  # grace 30 s: it did not wait it out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ..e2e.harness import Relaunch, write
+from ..e2e.harness import Relaunch, wait_until, write
 from .support import (
     PY,
     Start,
@@ -60,6 +60,46 @@ def test_polling_sees_edits_creation_and_deletion(tmp_path: Path, relaunch: Star
     r.expect(r"start value=2 later=2$")
     r.expect(reload_line(4, r"later\.py"), stream="err")
     assert reloads(r) == 4, r.output()
+
+
+DATA_READER = """\
+import os, time
+print("data=" + ",".join(
+    f"{n}:{open(os.path.join('data', n)).read()}" for n in sorted(os.listdir("data"))
+), flush=True)
+time.sleep(3600)
+"""
+
+
+def test_polling_follows_a_file_created_after_start(tmp_path: Path, relaunch: Start) -> None:
+    """A file created in a polled --watch folder joins what the poller stats: not only
+    its creation reloads, every later edit does too."""
+    make_app(tmp_path, app=DATA_READER)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "old.txt").write_text("1")
+    r = relaunch(["run", "-v", *POLL, "-w", "data", "--", PY, "app.py"])
+    r.expect(r"^data=old.txt:1$")
+    wait_watching(r, 1)
+    replace(tmp_path / "data" / "new.txt", "1")  # complete when it appears
+    r.expect(r"^data=new.txt:1,old.txt:1$")
+    for value in (2, 3):
+        replace(tmp_path / "data" / "new.txt", f"{value}")
+        r.expect(rf"^data=new.txt:{value},old.txt:1$")
+        r.expect(reload_line(value, r"data/new\.txt"), stream="err")
+    assert reloads(r) == 3, r.output()
+
+
+def test_a_newline_in_a_file_name_stays_on_one_log_line(tmp_path: Path, relaunch: Start) -> None:
+    make_app(tmp_path)
+    (tmp_path / "data").mkdir()
+    odd = tmp_path / "data" / "a\n[relaunch] b.txt"
+    odd.write_text("1")
+    r = relaunch(["run", "-v", "-w", "data", "--", PY, "app.py"])
+    r.expect(r"value=1$")
+    wait_watching(r, 3)
+    replace(odd, "2")
+    r.expect(reload_line(1, re.escape(repr("data/a\n[relaunch] b.txt"))), stream="err")
+    assert not any(line.startswith(" b.txt") for line in r.err.lines), r.output()
 
 
 # -- unreadable folders -----------------------------------------------------------------------
@@ -135,6 +175,29 @@ def test_folder_of_watched_module_made_unreadable_mid_run(
     replace(pkg / "mod.py", "VALUE = 2\n")
     r.expect(r"start value=2$")
     assert r.proc.poll() is None, r.output()
+    no_traceback_of_relaunch(r)
+
+
+def test_chmod_alone_reloads_nothing(
+    tmp_path: Path, unprivileged: tuple[list[str], list[Relaunch]]
+) -> None:
+    """A watched module made unreadable, then readable again: its content never
+    changed, so nothing reloads; the next real edit does."""
+    prefix, started = unprivileged
+    make_app(tmp_path)
+    r = Relaunch(["run", "-v", "--", PY, "app.py"], tmp_path, prefix=prefix)
+    started.append(r)
+    r.expect(r"value=1$")
+    wait_watching(r, 2)
+    msg = tmp_path / "msg.py"
+    for mode in (0, 0o600, 0o644):
+        mark = r.err.mark()
+        msg.chmod(mode)
+        r.expect(r"no content changed in msg\.py$", stream="err", start=mark)
+    assert reloads(r) == 0, r.output()
+    replace(msg, "VALUE = 2\n")
+    r.expect(r"value=2$")
+    r.expect(reload_line(1), stream="err")
     no_traceback_of_relaunch(r)
 
 
@@ -245,6 +308,38 @@ def test_100k_file_tree_under_watch(tmp_path: Path, relaunch: Start) -> None:
     assert reloads(r) == 2, r.output()
 
 
+def test_no_watch_from_the_file_system_root_is_refused(relaunch: Start) -> None:
+    """A command that is not Python, no -w, run from /: the default tree would be the
+    whole file system (minutes of reading, Ctrl-C ignored meanwhile): a one-line error."""
+    r = relaunch(["run", "--", "sleep", "3600"], cwd=Path("/"))
+    assert r.wait(timeout=30) == 2, r.output()
+    assert r.err.lines == [
+        "relaunch: error: no --watch given, and the current folder is /, the root of the "
+        "file system: watching it would read every file on the machine; give -w with what "
+        "to watch, or run relaunch from the project's folder"
+    ], r.output()
+
+
+def test_default_tree_is_capped(tmp_path: Path, relaunch: Start) -> None:
+    """A command that is not Python, no -w, from a folder holding more files than the
+    default tree takes: relaunch says so, watches the first ones, and keeps working."""
+    _make_tree(tmp_path / "big", 210, 100)
+    (tmp_path / "a.txt").write_text("1")
+    r = relaunch(["run", "-v", "--", "sh", "-c", "cat a.txt; echo; sleep 3600"])
+    r.expect(r"^1$")
+    r.expect(
+        r"warning: no --watch given: the current folder holds more than 20000 files and "
+        r"folders; watching only the first 20000 \(give -w with what to watch\)$",
+        stream="err",
+    )
+    wait_watching(r, 19_000, timeout=60)
+    counts = [int(n) for n in re.findall(r"watching (\d+) file\(s\)", r.err.text())]
+    assert max(counts) <= 20_000, r.output()
+    replace(tmp_path / "a.txt", "2")
+    r.expect(r"^2$")
+    no_traceback_of_relaunch(r)
+
+
 TREE_READER = """\
 import time
 print("config=" + open("big/d0010/f005.txt").read(), flush=True)
@@ -271,26 +366,38 @@ def test_edit_while_a_big_tree_is_being_read_is_not_lost(tmp_path: Path, relaunc
 # 4.9+), which its root may lower: the limit is really hit, without touching the
 # machine's own setting that other tests share.
 LOW_LIMIT = 12
-IN_LOW_LIMIT = [
-    "unshare",
-    "--user",
-    "--map-root-user",
-    "sh",
-    "-c",
-    f'echo {LOW_LIMIT} > /proc/sys/user/max_inotify_watches && exec "$@"',
-    "sh",
-]
 
 
-def _low_limit_available() -> bool:
+def _limited(setting: str, value: int) -> list[str]:
+    """The prefix that runs a command in a user namespace with ``setting`` (a file of
+    /proc/sys/user) set to ``value``."""
+    return [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "sh",
+        "-c",
+        f'echo {value} > /proc/sys/user/{setting} && exec "$@"',
+        "sh",
+    ]
+
+
+IN_LOW_LIMIT = _limited("max_inotify_watches", LOW_LIMIT)
+
+
+def _limit_available(setting: str = "max_inotify_watches", value: int = LOW_LIMIT) -> bool:
     if shutil.which("unshare") is None:
         return False
     probe = subprocess.run(
-        [*IN_LOW_LIMIT, "cat", "/proc/sys/user/max_inotify_watches"],
+        [*_limited(setting, value), "cat", f"/proc/sys/user/{setting}"],
         capture_output=True,
         text=True,
     )
-    return probe.returncode == 0 and probe.stdout.strip() == str(LOW_LIMIT)
+    return probe.returncode == 0 and probe.stdout.strip() == str(value)
+
+
+def _low_limit_available() -> bool:
+    return _limit_available()
 
 
 def test_os_watch_limit_really_exhausted_falls_back_to_polling(tmp_path: Path) -> None:
@@ -308,7 +415,13 @@ def test_os_watch_limit_really_exhausted_falls_back_to_polling(tmp_path: Path) -
     )
     try:
         r.expect(r"value=1$")
-        r.expect(r"limit on watched folders was reached: polling \d+ folder", stream="err")
+        # The limit hit is named, with its value: the namespace's, not the machine's.
+        r.expect(
+            r"limit on watched folders was reached: polling \d+ folder\(s\) instead; "
+            rf"user\.max_inotify_watches is {LOW_LIMIT} \(this user namespace's limit\); "
+            r"raise it with 'sudo sysctl user\.max_inotify_watches=524288'$",
+            stream="err",
+        )
         # Changes are seen in every folder: those watched by events and those polled.
         for number, folder in enumerate(("d00", f"d{3 * LOW_LIMIT - 1:02d}"), start=1):
             replace(tree / folder / "data.txt", f"{number + 1}")
@@ -316,6 +429,88 @@ def test_os_watch_limit_really_exhausted_falls_back_to_polling(tmp_path: Path) -
         replace(tmp_path / "msg.py", "VALUE = 2\n")
         r.expect(r"value=2$")
         assert r.proc.poll() is None, r.output()
+        no_traceback_of_relaunch(r)
+    finally:
+        r.close()
+
+
+def _files_reloaded_for(r: Relaunch, start: int) -> int:
+    """How many files the reload lines from stderr line ``start`` on name in all (each
+    file is reported by one batch only: a second look finds it unchanged)."""
+    total = 0
+    for line in r.err.lines[start:]:
+        match = re.search(r"\] reload #\d+: (.*) changed; ", line)
+        if match:
+            names = match.group(1)
+            more = re.search(r" \(\+(\d+) more\)$", names)
+            if more:
+                names = names[: more.start()]
+            total += len(names.split(", ")) + (int(more.group(1)) if more else 0)
+    return total
+
+
+def _wait_files_reloaded(r: Relaunch, start: int, count: int) -> None:
+    try:
+        wait_until(lambda: _files_reloaded_for(r, start) >= count, what=f"{count} files reloaded")
+    except AssertionError as exc:
+        seen = _files_reloaded_for(r, start)
+        raise AssertionError(f"{exc}: {seen} seen\n{r.output()}") from None
+
+
+def test_files_created_in_folders_past_the_watch_limit_are_followed(tmp_path: Path) -> None:
+    """Files created after start, in folders watched by events and in folders polled
+    because the limit was hit: every later edit of each is seen."""
+    if not _low_limit_available():
+        pytest.skip("cannot lower the inotify limit here (needs unprivileged user namespaces)")
+    make_app(tmp_path)
+    tree = tmp_path / "tree"
+    folders = [tree / f"d{n:02d}" for n in range(3 * LOW_LIMIT)]
+    for folder in folders:
+        folder.mkdir(parents=True)
+        (folder / "data.txt").write_text("1")
+    r = Relaunch(
+        ["run", "-v", "-w", "tree", "--poll-interval", "0.05", "--", PY, "app.py"],
+        tmp_path,
+        prefix=IN_LOW_LIMIT,
+    )
+    try:
+        r.expect(r"value=1$")
+        r.expect(r"limit on .* was reached: polling \d+ folder", stream="err")
+        wait_watching(r, len(folders) + 2)
+        mark = r.err.mark()
+        for folder in folders:
+            replace(folder / "new.txt", "1")
+        _wait_files_reloaded(r, mark, len(folders))  # the creations
+        mark = r.err.mark()
+        for folder in folders:
+            replace(folder / "new.txt", "2")
+        _wait_files_reloaded(r, mark, len(folders))  # the edits
+        assert r.proc.poll() is None, r.output()
+        no_traceback_of_relaunch(r)
+    finally:
+        r.close()
+
+
+def test_inotify_instance_limit_hit_is_named_and_polling_works(tmp_path: Path) -> None:
+    if not _limit_available("max_inotify_instances", 0):
+        pytest.skip("cannot lower the inotify limit here (needs unprivileged user namespaces)")
+    make_app(tmp_path)
+    r = Relaunch(
+        ["run", "--poll-interval", "0.05", "--", PY, "app.py"],
+        tmp_path,
+        prefix=_limited("max_inotify_instances", 0),
+    )
+    try:
+        r.expect(r"value=1$")
+        r.expect(
+            r"cannot start native file events \(.*\): polling instead; "
+            r"user\.max_inotify_instances is 0 \(this user namespace's limit\); "
+            r"raise it with 'sudo sysctl user\.max_inotify_instances=1024'$",
+            stream="err",
+        )
+        replace(tmp_path / "msg.py", "VALUE = 2\n")
+        r.expect(r"value=2$")
+        r.expect(reload_line(1), stream="err")
         no_traceback_of_relaunch(r)
     finally:
         r.close()

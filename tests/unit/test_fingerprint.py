@@ -165,3 +165,37 @@ def test_remember_compares_against_the_existing_baseline(tmp_path: Path) -> None
     # the baseline (1 s) is what is compared, not the file's current mtime
     assert prints.remember(path, loaded_mtime_ns=1_000_000_000) is False
     assert prints.remember(path, loaded_mtime_ns=2_000_000_000) is True
+
+
+def test_absent_before_makes_the_first_fingerprint_a_creation(tmp_path: Path) -> None:
+    f = tmp_path / "new.txt"
+    f.write_text("x")
+    prints = Fingerprints()
+    prints.absent_before(str(f))
+    prints.remember(str(f))  # a refresh meanwhile does not turn the creation into a baseline
+    assert prints.update(str(f)) is True
+    assert prints.update(str(f)) is False
+    prints.absent_before(str(f))  # known already: keeps its baseline
+    assert prints.update(str(f)) is False
+    gone = tmp_path / "gone.txt"
+    prints.absent_before(str(gone))  # came and went before it was compared: no change
+    assert prints.update(str(gone)) is False
+
+
+def test_an_unreadable_file_is_there_not_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "mod.py"
+    f.write_text("x = 1\n")
+    prints = Fingerprints()
+    prints.remember(str(f))
+
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("builtins.open", refused)  # what a chmod 000 does to a reader
+        unreadable = take(str(f))
+        assert unreadable is not None and unreadable.digest is None
+        assert prints.update(str(f)) is False
+    assert prints.update(str(f)) is False  # readable again, same content

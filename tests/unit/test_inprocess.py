@@ -13,6 +13,7 @@ from relaunch.autoreload import wrapper_argv
 from relaunch.command import Command, PythonInvocation
 from relaunch.inprocess import Monitor, module_files, reexec_argv
 from relaunch.integrations import child_environment
+from relaunch.run.backoff import Backoff
 from relaunch.watch.settle import Settler
 from relaunch.watch.watchset import WatchSet
 
@@ -138,6 +139,33 @@ def test_monitor_sees_an_edit_made_before_its_folder_was_watched(tmp_path: Path)
 def test_monitor_manual_reload() -> None:
     reloads: list[list[str]] = []
     monitor, _watcher, _clock = _monitor(reloads)
+    monitor.request_reload()
+    monitor.step()
+    assert reloads == [[]]
+
+
+def test_monitor_backs_off_a_reload_asked_for_right_after_it_started() -> None:
+    reloads: list[list[str]] = []
+    monitor, _watcher, clock = _monitor(reloads)
+    monitor.backoff = Backoff(short_run=1.0, first=0.1, longest=5.0)
+    monitor.backoff.current = 0.2  # the execution before this one waited 0.2 s
+    monitor.request_reload()
+    monitor.step()
+    assert reloads == []  # held: 0.4 s from now
+    monitor.request_reload()  # asked again meanwhile: still one reload
+    clock.now += 0.39
+    monitor.step()
+    assert reloads == []
+    clock.now += 0.02
+    monitor.step()
+    assert reloads == [[]]
+
+
+def test_monitor_reloads_at_once_when_asked_after_a_long_run() -> None:
+    reloads: list[list[str]] = []
+    monitor, _watcher, clock = _monitor(reloads)
+    monitor.backoff = Backoff()
+    clock.now += 1.0
     monitor.request_reload()
     monitor.step()
     assert reloads == [[]]

@@ -16,6 +16,7 @@ from relaunch.integrations import mod_wsgi
 from relaunch.integrations.mod_wsgi import express as express_driver
 from relaunch.integrations.mod_wsgi import mark_stale, unmark_stale
 from relaunch.integrations.mod_wsgi.express import (
+    EmbeddedDriver,
     ExpressOptions,
     ModWsgiDriver,
     driver_for,
@@ -151,10 +152,20 @@ def test_driver_for_an_unsupported_setup_falls_back_and_says_why(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="relaunch"):
-        driver = driver_for(express("start-server", "app.wsgi", "--embedded-mode"), watch=False)
+        paste = express("start-server", "app.wsgi", "--application-type", "paste")
+        driver = driver_for(paste, watch=False)
     assert driver is None
-    assert "--embedded-mode" in caplog.text
+    assert "paste" in caplog.text
     assert "restarts Apache" in caplog.text
+
+
+@pytest.mark.parametrize("extra", [[], ["--disable-reloading"]])
+def test_embedded_mode_gets_the_graceful_apache_restart_driver(extra: list[str]) -> None:
+    driver = driver_for(express("start-server", "app.wsgi", "--embedded-mode", *extra), watch=False)
+    assert isinstance(driver, EmbeddedDriver)
+    assert driver.reload_how() == "graceful Apache restart (SIGUSR1)"
+    # Still nothing to reload without a script, in embedded mode too.
+    assert driver_for(express("start-server", "--embedded-mode"), watch=False) is None
 
 
 def test_module_file_is_found_among_the_imported_files() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import struct
@@ -189,7 +190,56 @@ def test_watch_limit_hint_is_a_sentence() -> None:
     hint = oslayer.watch_limit_hint()
     assert isinstance(hint, str) and len(hint) > 10
     if oslayer.IS_LINUX:
-        assert "fs.inotify.max_user_watches" in hint
+        assert "max_user_watches" in hint or "max_inotify_watches" in hint
+        instances = oslayer.watch_limit_hint(OSError(errno.EMFILE, "Too many open files"))
+        assert "max_user_instances" in instances or "max_inotify_instances" in instances
+
+
+@pytest.mark.parametrize(
+    ("kind", "user_limit", "namespace_limit", "expected"),
+    [
+        (
+            "watches",
+            8192,
+            8192,
+            "fs.inotify.max_user_watches is 8192 (shared by all of this user's programs); "
+            "raise it with 'sudo sysctl fs.inotify.max_user_watches=524288'",
+        ),
+        (
+            "watches",
+            192530,
+            12,
+            "user.max_inotify_watches is 12 (this user namespace's limit); "
+            "raise it with 'sudo sysctl user.max_inotify_watches=524288'",
+        ),
+        (
+            "instances",
+            128,
+            2147483647,
+            "fs.inotify.max_user_instances is 128 (shared by all of this user's programs); "
+            "raise it with 'sudo sysctl fs.inotify.max_user_instances=1024'",
+        ),
+        (
+            "watches",
+            1048576,
+            None,
+            "fs.inotify.max_user_watches is 1048576 (shared by all of this user's programs); "
+            "raise it with 'sudo sysctl fs.inotify.max_user_watches=2097152'",
+        ),
+        (
+            "instances",
+            None,
+            None,
+            "fs.inotify.max_user_instances is unknown (shared by all of this user's programs); "
+            "raise it with 'sudo sysctl fs.inotify.max_user_instances=1024'",
+        ),
+    ],
+)
+def test_inotify_limit_hint_names_the_limit_hit(
+    kind: str, user_limit: int | None, namespace_limit: int | None, expected: str
+) -> None:
+    hint = oslayer.inotify_limit_hint(kind, user_limit=user_limit, namespace_limit=namespace_limit)
+    assert hint == expected
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX only")
@@ -201,3 +251,80 @@ def test_popen_group_kwargs_start_a_new_group() -> None:
     )
     out, _ = proc.communicate(timeout=10)
     assert int(out) == proc.pid
+
+
+# -- wait_exit: the exit of a process that may or may not be ours (yet) ---------------------
+
+
+@pytest.mark.timeout(30)
+def test_wait_exit_reaps_our_child_and_gives_its_code() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    assert oslayer.wait_exit(proc.pid) == 3
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    os.kill(killed.pid, signal.SIGKILL)
+    assert oslayer.wait_exit(killed.pid) == -signal.SIGKILL
+
+
+@pytest.mark.timeout(30)
+def test_wait_exit_of_a_process_its_parent_reaps_is_unknown() -> None:
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    sys.stdin.read()\n"
+            "    os._exit(5)\n"
+            "print(pid, flush=True)\n"
+            "os.waitpid(pid, 0)\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert parent.stdout is not None and parent.stdin is not None
+    grandchild = int(parent.stdout.readline())
+    parent.stdin.close()  # the grandchild exits; its parent, not we, reaps it
+    assert oslayer.wait_exit(grandchild) is None
+    assert parent.wait(timeout=10) == 0
+
+
+# A subreaper (as relaunch is) whose child, like the zygote, forks a process and exits
+# without reaping it: the orphan, zombie or not, is handed over and must be reaped here.
+ORPHAN_SCRIPT = """\
+import os, sys
+from relaunch import oslayer
+assert oslayer.make_subreaper()
+pid_r, pid_w = os.pipe()
+go_r, go_w = os.pipe()
+middle = os.fork()
+if middle == 0:
+    orphan = os.fork()
+    if orphan == 0:
+        if sys.argv[1] == "exits-first":
+            os._exit(7)
+        os.read(go_r, 1)
+        os._exit(9)
+    if sys.argv[1] == "exits-first":
+        while oslayer.process_alive(orphan):  # a zombie of ours: not reaped on purpose
+            pass
+    os.write(pid_w, str(orphan).encode().ljust(16))
+    os._exit(0)
+orphan = int(os.read(pid_r, 16))
+os.waitpid(middle, 0)
+os.write(go_w, b"x")
+print(oslayer.wait_exit(orphan), flush=True)
+"""
+
+
+@linux_only
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(("order", "code"), [("exits-first", "7"), ("exits-after", "9")])
+def test_wait_exit_reaps_an_orphan_handed_to_a_subreaper(order: str, code: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", ORPHAN_SCRIPT, order],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert out.stdout.strip() == code, out.stderr

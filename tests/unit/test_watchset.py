@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -388,6 +389,40 @@ def test_tree_is_cached_until_invalidated(project: Path) -> None:
     assert str(project / "static" / "new" / "a.js") in ws.files()
 
 
+def test_a_file_that_appeared_joins_the_files_without_a_rewalk(project: Path) -> None:
+    ws = make_set(entries=[WatchEntry.parse("static", cwd=str(project))])
+    assert ws.files() == {str(project / "static" / "site.css")}
+    new = project / "static" / "new.css"
+    new.write_text("")
+    assert ws.appeared(str(new)) is True
+    assert str(new) in ws.files()
+    assert ws.appeared(str(new)) is False  # already there
+    # Not matched by any entry, ignored, or not a file: not taken in.
+    (project / "notes2.txt").write_text("")
+    (project / "static" / "x.log").write_text("")
+    (project / "static" / "dir").mkdir()
+    for path in ("notes2.txt", "static/x.log", "static/dir", "static/gone.css"):
+        assert ws.appeared(str(project / path)) is False
+        assert str(project / path) not in ws.files()
+
+
+def test_a_tree_with_a_limit_takes_at_most_that_many_files_and_folders(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for d in range(4):
+        (tmp_path / f"d{d}").mkdir()
+        for f in range(5):
+            (tmp_path / f"d{d}" / f"f{f}.txt").write_text("")
+    entry = WatchEntry.parse(str(tmp_path), cwd="/")
+    capped = make_set(entries=[dataclasses.replace(entry, limit=10)])
+    assert len(capped.files()) + len(capped.directories()) == 10
+    assert "watching only the first 10" in caplog.text
+    caplog.clear()
+    whole = make_set(entries=[dataclasses.replace(entry, limit=25)])
+    assert len(whole.files()) == 20 and len(whole.directories()) == 5
+    assert "watching only" not in caplog.text
+
+
 def test_walk_does_not_follow_symlinks(project: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -429,3 +464,24 @@ def test_new_modules_next_to_watched_ones_since_a_time(tmp_path: Path) -> None:
     (tmp_path / "helper.py").write_text("")
     (tmp_path / "notes.txt").write_text("")
     assert ws.new_modules(since) == {str(tmp_path / "helper.py")}
+
+
+# --- folders the program asks for (relaunch.watch(folder)) -------------------------------
+
+
+def test_a_folder_the_program_asks_for_is_watched_like_a_watch_folder(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    (templates / "shop").mkdir(parents=True)
+    page = templates / "shop" / "index.html"
+    page.write_text("x")
+    watchset = WatchSet(rules=IgnoreRules(bases=[str(tmp_path)]))
+    assert watchset.add_folder(str(templates), "relaunch.watch() folder")
+    assert watchset.decide(str(page)) == Decision(True, "relaunch.watch() folder")
+    assert str(page) in watchset.files()
+    assert str(page) not in watchset.imported  # not program code: serve refreshes pages
+    # Asked again, or for a folder inside it: nothing new.
+    assert not watchset.add_folder(str(templates), "relaunch.watch() folder")
+    assert not watchset.add_folder(str(templates / "shop"), "relaunch.watch() folder")
+    (tmp_path / "static").mkdir()
+    assert watchset.add_folder(str(tmp_path / "static"), "relaunch.watch() folder")
+    assert len(watchset.entries) == 2

@@ -45,7 +45,7 @@ from typing import Any
 
 from .. import oslayer
 from ..command import Command
-from ..preflight import MARKER, PreflightResult, describe_failure, run_probe
+from ..preflight import LOAD_LAZY, MARKER, PreflightResult, describe_failure, run_probe
 from ..production import procs
 from ..run.child import Child
 from ..run.drivers import Driver, NotReloaded
@@ -69,6 +69,7 @@ import json, os, sys
 argv, load = json.loads(sys.argv[1]), sys.argv[2] == "1"
 sys.argv = argv
 from gunicorn.app.wsgiapp import WSGIApplication
+LOAD_LAZY
 app = WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]")
 cfg = app.cfg
 if cfg.pythonpath:
@@ -83,12 +84,13 @@ if load:
     application = app.wsgi()
     if not callable(application):
         raise TypeError("the application %r is not callable" % (app.app_uri,))
+    _relaunch_load_lazy()
 info["files"] = sorted({os.path.abspath(m.__file__) for m in list(sys.modules.values())
                         if isinstance(getattr(m, "__file__", None), str)})
 sys.stdout.flush()
 sys.stdout.write("\n" + MARKER + json.dumps(info) + "\n")
 sys.stdout.flush()
-""".replace("MARKER", repr(MARKER))
+""".replace("MARKER", repr(MARKER)).replace("LOAD_LAZY", LOAD_LAZY)
 
 
 def gunicorn_argv(command: Command) -> list[str] | None:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["installed_roots", "main"]
 
 _MAX_MESSAGE = 4000  # below PIPE_BUF (4096 on Linux, 512 minimum by POSIX)
 _TRACEBACK_CHUNK = 1500  # characters; escaped as JSON it stays under _MAX_MESSAGE
@@ -74,6 +74,7 @@ class Channel:
         self.write_fd = write_fd
         self.read_fd = read_fd
         self.hooks: list[Callable[[], object]] = []
+        self.judge: Callable[[list[str]], bool] | None = None
         self._listening = False
         self._lock = threading.Lock()
         self.reported: set[str] = set()
@@ -126,15 +127,40 @@ class Channel:
 
     def add_reload_hook(self, fn: Callable[[], object]) -> None:
         self.hooks.append(fn)
+        self._start_listening()
+        self.send({"t": "hooks"})
+
+    def judge_changes(self, fn: Callable[[list[str]], bool]) -> None:
+        """Have the supervisor ask ``fn(paths)`` before it restarts for changed files: True
+        means the program handled them (Django's ``file_changed`` receivers), no restart."""
+        self.judge = fn
+        self._start_listening()
+        self.send({"t": "changes"})
+
+    def _start_listening(self) -> None:
         with self._lock:
             if self._listening:
                 return
             self._listening = True
-        self.send({"t": "hooks"})
-        threading.Thread(target=self._listen, name="relaunch-hooks", daemon=True).start()
+        threading.Thread(target=self._listen, name="relaunch-control", daemon=True).start()
+
+    def _answer(self, data: bytes) -> None:
+        import json
+
+        handled = False
+        try:
+            paths = json.loads(data)
+            if self.judge is not None and isinstance(paths, list):
+                handled = bool(self.judge([str(p) for p in paths]))
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+        self.send({"t": "handled" if handled else "unhandled"})
 
     def _listen(self) -> None:
-        # The supervisor writes "stop" before it stops this process: run the hooks, ack.
+        # The supervisor writes "stop" before it stops this process: run the hooks, ack;
+        # and "changed [paths]" to ask whether the program handles a change itself.
         buffer = b""
         while True:
             try:
@@ -149,6 +175,8 @@ class Channel:
                 if line == b"stop":
                     self.run_hooks()
                     self.send({"t": "hooks-done"})
+                elif line.startswith(b"changed "):
+                    self._answer(line[len(b"changed ") :])
 
     def run_hooks(self) -> None:
         for fn in list(self.hooks):
@@ -242,6 +270,11 @@ def _excluded_roots() -> list[str]:
     except AttributeError:
         pass
     return sorted(os.path.realpath(r) for r in roots if r)
+
+
+def installed_roots() -> list[str]:
+    """What ``bootstrap.py --roots`` reports, for the interpreter running this."""
+    return _excluded_roots()
 
 
 def _traceback_files(exc: BaseException) -> list[str]:

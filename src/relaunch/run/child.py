@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,7 +44,13 @@ def interpreter_info(interpreter: str) -> InterpreterInfo:
 
     Files under ``roots`` are not watched by default. Running ``executable`` instead of
     a launcher script saves the launcher's start-up on every reload (~70 ms for pyenv).
+    The interpreter running relaunch (``manage.py runserver`` handing itself over) is
+    asked in-process: a Python start saved on the way to the program's first start.
     """
+    if shutil.which(interpreter) == sys.executable:
+        from .bootstrap import installed_roots
+
+        return InterpreterInfo(sys.executable, tuple(installed_roots()))
     try:
         out = subprocess.run(
             [interpreter, "-I", BOOTSTRAP, "--roots"], capture_output=True, timeout=30, check=True
@@ -59,16 +67,35 @@ def interpreter_info(interpreter: str) -> InterpreterInfo:
 
 
 class Guardian:
-    """Handle on the guardian process (see guardian.py); a no-op where it cannot run."""
+    """Handle on the guardian process (see guardian.py); a no-op where it cannot run.
+
+    If the guardian dies (someone killed it), a waiter thread starts another at once,
+    even while the supervisor's thread is busy stopping a program. Reading :attr:`pid`
+    waits for a start under way: the supervisor lists its children before it asks, so a
+    guardian being started is never taken for a stray.
+    """
+
+    # A guardian that dies this soon after its start is failing, not being killed: after
+    # a few in a row, relaunch runs without one rather than start them in a loop.
+    SHORT_LIFE = 1.0
+    MAX_SHORT_LIVES = 3
 
     def __init__(self, token: str) -> None:
+        self.token = token
         self.proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._groups: set[int] = set()  # what the guardian must kill if relaunch dies
+        self._closing = False
+        self._started_at = 0.0
+        self._short_lives = 0
         if oslayer.IS_WINDOWS:
             return
+        self._start()
+
+    def _start(self) -> None:
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "relaunch.run.guardian", token],
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "relaunch.run.guardian", self.token],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 close_fds=True,
@@ -80,35 +107,94 @@ class Guardian:
                 "relaunch if it is killed",
                 exc,
             )
+            return
+        self.proc = proc
+        self._started_at = time.monotonic()
+        threading.Thread(
+            target=self._wait, args=(proc,), name="relaunch-guardian-wait", daemon=True
+        ).start()
 
-    def _say(self, line: str) -> None:
-        # Called from the supervisor's thread and from threads retiring old children.
+    def _wait(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.wait()
+        self._replace()
+
+    def _replace(self) -> None:
+        """Start a new guardian if the current one is dead, and tell it every group."""
         with self._lock:
-            if self.proc is not None and self.proc.stdin is not None:
+            old = self.proc
+            if self._closing or old is None or old.poll() is None:
+                return
+            lived = time.monotonic() - self._started_at
+            self._short_lives = self._short_lives + 1 if lived < self.SHORT_LIFE else 0
+            if old.stdin is not None:
                 try:
-                    self.proc.stdin.write(line.encode() + b"\n")
-                    self.proc.stdin.flush()
-                except (OSError, ValueError):
-                    pass
+                    old.stdin.close()
+                except OSError:
+                    pass  # it is dead: what was left unwritten does not matter
+            self.proc = None
+            if self._short_lives >= self.MAX_SHORT_LIVES:
+                log.warning(
+                    "the guardian process keeps dying (%s): children may outlive "
+                    "relaunch if it is killed",
+                    _how(old.returncode),
+                )
+                return
+            self._start()
+            if self.proc is None:
+                return
+            log.warning(
+                "the guardian process (%d) died (%s): started another (%d)",
+                old.pid,
+                _how(old.returncode),
+                self.proc.pid,
+            )
+            for pgid in sorted(self._groups):
+                self._write(f"+{pgid}")
+
+    def _write(self, line: str) -> None:
+        # Under self._lock: the supervisor's thread and threads retiring old children write.
+        if self.proc is not None and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.write(line.encode() + b"\n")
+                self.proc.stdin.flush()
+            except (OSError, ValueError):
+                pass
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
+        with self._lock:
+            return self.proc.pid if self.proc is not None else None
 
     def track(self, pgid: int) -> None:
-        self._say(f"+{pgid}")
+        with self._lock:
+            self._groups.add(pgid)
+            self._write(f"+{pgid}")
 
     def forget(self, pgid: int) -> None:
-        self._say(f"-{pgid}")
+        with self._lock:
+            self._groups.discard(pgid)
+            self._write(f"-{pgid}")
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.stdin is not None:
-            with self._lock:
-                self.proc.stdin.close()
+        with self._lock:
+            self._closing = True
+            proc = self.proc
+            if proc is None or proc.stdin is None:
+                return
             try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+                proc.stdin.close()
+            except OSError:
+                pass  # a guardian that died: its pipe is broken, and it has nothing to do
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _how(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
 
 
 class Forker(Protocol):
@@ -154,6 +240,9 @@ class Child:
         self._report_fd: int | None = None
         self.has_hooks = threading.Event()
         self.hooks_done = threading.Event()
+        # The program asked to judge changes itself ("changes"); its answers, in order.
+        self.judges_changes = threading.Event()
+        self._judgements: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._control_w: int | None = None
 
     def argv(self) -> list[str]:
@@ -230,20 +319,17 @@ class Child:
         ).start()
 
     def _wait_adopted(self, pid: int) -> None:
-        code: int | None = None
-        while True:
-            try:
-                # Once its parent exits, relaunch (a subreaper) is its parent: reap it.
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    code = os.waitstatus_to_exitcode(status)
-                    break
-            except ChildProcessError:
-                if not oslayer.process_alive(pid):
-                    break  # not ours to reap: its status cannot be known
-            time.sleep(0.05)
+        # Once its parent exits, relaunch (a subreaper) is its parent: wait_exit reaps it.
+        code = oslayer.wait_exit(pid)
         if self.program_pid == pid:
             self._report_exit(code)
+
+    def orphaned(self) -> None:
+        """The process that forked this child (the zygote) is gone or going, so nobody
+        else will report its exit: wait for it here, reaping it once it is handed to
+        relaunch (a subreaper). Blocks until it is gone."""
+        if self.pid is not None:
+            self.mark_exited(oslayer.wait_exit(self.pid))
 
     def mark_exited(self, code: int | None) -> None:
         """Record the exit of the started process (by whoever reaped it; None: unknown).
@@ -281,6 +367,10 @@ class Child:
                             self.has_hooks.set()
                         elif message.kind == "hooks-done":
                             self.hooks_done.set()
+                        elif message.kind == "changes":
+                            self.judges_changes.set()
+                        elif message.kind in ("handled", "unhandled"):
+                            self._judgements.put(message.kind == "handled")
                         self.on_event(("msg", self.generation, message))
         finally:
             with self._reading:
@@ -295,6 +385,23 @@ class Child:
                 if self._report_fd is None or oslayer.unread_bytes(self._report_fd) == 0:
                     return
             time.sleep(0.001)
+
+    def handles_change(self, paths: Sequence[str], timeout: float) -> bool:
+        """Ask the running program whether it handles this change itself (it asked to be
+        asked). False (restart) when it says no, does not answer in time, or is gone."""
+        if not self.judges_changes.is_set() or self._control_w is None or self.exited.is_set():
+            return False
+        while not self._judgements.empty():  # a late answer to an earlier question
+            self._judgements.get_nowait()
+        try:
+            os.write(self._control_w, b"changed " + json.dumps(list(paths)).encode() + b"\n")
+        except OSError:
+            return False
+        try:
+            return self._judgements.get(timeout=timeout)
+        except queue.Empty:
+            log.warning("the program did not say within %.0f s if it handles the change", timeout)
+            return False
 
     def stop(self, grace: float) -> None:
         """Stop the whole process group: reload hooks, SIGTERM, then SIGKILL after ``grace``.
@@ -316,12 +423,16 @@ class Child:
                 pass
         if not self.exited.is_set():
             oslayer.terminate_group(pid)
+        elif _group_alive(pid):
+            # It exited by itself (a crash) but left workers in its group: they are
+            # asked to stop like any other run's, not left to the SIGKILL.
+            oslayer.terminate_group(pid, leader=False)
         # One reaper only (the waiter thread, or the zygote): wait for its word.
         if not self.exited.wait(timeout=max(0.0, deadline - time.monotonic())):
             log.warning("the program did not exit %.1f s after SIGTERM: killing it", grace)
         # Workers it left in its group get the rest of the grace period, then SIGKILL.
         if not _wait_for(lambda: not _group_alive(pid), deadline):
-            oslayer.kill_group(pid)
+            oslayer.kill_group(pid, leader=not self.exited.is_set())
         if not self.exited.wait(timeout=5):
             log.warning("process %d did not go away after SIGKILL", pid)
         _wait_for(lambda: not _group_alive(pid), time.monotonic() + 5)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from ..command import Command
 from .child import Child
 
-__all__ = ["Driver", "NotReloaded", "driver_for"]
+__all__ = ["Driver", "Handled", "NotReloaded", "driver_for"]
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,17 @@ class NotReloaded(str):
     version"). It is a ``str``, so a supervisor unaware of it still logs it."""
 
 
+class Handled(NotReloaded):
+    """The program said it handled the change itself (a Django ``file_changed``
+    receiver returned True): not a failure, nothing to restart."""
+
+
+# How long the program may take to say whether it handles a change itself.
+JUDGE_TIMEOUT = 10.0
+
+
 class Driver:
-    """Restart the process (the default)."""
+    """Restart the process (the default), unless the program handles the change itself."""
 
     name = "restart"
 
@@ -40,7 +49,13 @@ class Driver:
         """Reload ``child`` in place. Returns what was done (for the log line), a
         :class:`NotReloaded` when it deliberately did nothing, or None to have the
         supervisor restart the process instead. Runs on the supervisor's thread; may
-        block for as long as a graceful reload takes."""
+        block for as long as a graceful reload takes.
+
+        A program that asked to judge its changes (runserver's reloader, which sends
+        Django's ``file_changed`` for each file) is asked first, as Django's own
+        reloaders do: a receiver returning True means no restart."""
+        if changed and child.handles_change(changed, JUDGE_TIMEOUT):
+            return Handled("handled by the program (a file_changed receiver): no restart")
         return None
 
     def close(self) -> None:

@@ -72,7 +72,9 @@ def _modules(value: object) -> tuple[tuple[str, str, int], ...] | None:
     return tuple(out)
 
 
-_SIMPLE = frozenset({"running", "ready", "reload", "hooks", "hooks-done"})
+_SIMPLE = frozenset(
+    {"running", "ready", "reload", "hooks", "hooks-done", "changes", "handled", "unhandled"}
+)
 
 
 def parse(line: bytes) -> Message | None:

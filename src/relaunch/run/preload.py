@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Iterable
 
+from ..pathtext import shown
+
 __all__ = ["is_package_change", "preload_candidates", "should_rebuild"]
 
 
@@ -70,7 +72,7 @@ def should_rebuild(
     """Why the zygote must be rebuilt after these paths changed, or None."""
     for path in changed:
         if path in zygote_files:
-            return f"{path} changed, and the warm-start process has it loaded"
+            return f"{shown(path)} changed, and the warm-start process has it loaded"
         if interpreter is not None and path == interpreter:
             return "the Python interpreter changed"
         if is_package_change(path, site_roots):

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .. import oslayer
+from .. import oslayer, pathtext
 from ..command import Command
 from ..integrations import child_environment
 from ..pycache import drop_bytecode
@@ -43,8 +43,9 @@ from ..watch.rules import git_top
 from ..watch.settle import Settler
 from ..watch.watchset import WatchSet, is_within
 from . import ipc
+from .backoff import Backoff
 from .child import Child, Guardian, interpreter_info
-from .drivers import Driver, NotReloaded
+from .drivers import Driver, Handled, NotReloaded
 from .releases import ReleaseLinks
 from .warm import Cold, Warm
 
@@ -62,11 +63,13 @@ _WATCH_REFRESH = 0.02
 _MTIME_SLACK_NS = 20_000_000
 # A program that exits 0 this soon after starting is restarted with growing delays.
 _SHORT_RUN = 1.0
+_REQUESTED = "reload requested by the program (relaunch.trigger_reload())"
 
 
 def _names(paths: Iterable[str], limit: int = 3) -> str:
     shown = sorted(
-        os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p for p in paths
+        pathtext.shown(os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p)
+        for p in paths
     )
     text = ", ".join(shown[:limit])
     if len(shown) > limit:
@@ -149,8 +152,11 @@ class Supervisor:
         self._git_dir = os.path.join(top, ".git") if top else None
         self._failed_files: set[str] = set()
         self._pending_report: tuple[int, str, float] | None = None
-        self._restart_delay = 0.0
+        self._exit_backoff = Backoff(short_run=_SHORT_RUN)
         self._restart_at: float | None = None
+        self._request_backoff = Backoff(short_run=_SHORT_RUN)
+        self._requested_at: float | None = None  # a trigger_reload() held back
+        self._said_backoff = False
 
     # -- inputs (any thread) ------------------------------------------------------
 
@@ -242,6 +248,7 @@ class Supervisor:
                 self.settler.due(),
                 self._watch_dirty_at,
                 self._restart_at,
+                self._requested_at,
                 self.strategy.due(),
             )
             if t
@@ -264,6 +271,8 @@ class Supervisor:
         if self._restart_at is not None and now >= self._restart_at:
             self._restart_at = None
             self._restart("program exited: restarting (--on-exit restart)")
+        if self._requested_at is not None and now >= self._requested_at:
+            self._restart(_REQUESTED)
         batch = self.settler.take(now, held=self._vcs_busy)
         if batch is not None:
             # update() for every path (it also records the new state), then the files
@@ -342,6 +351,13 @@ class Supervisor:
                 or os.path.isdir(path)
             )
             if not folder and (path in self.fingerprints or self.watchset.matches(path)):
+                if self.watchset.appeared(path):
+                    # A new file: compared with its absence, not with what the refresh
+                    # finds. Until the watcher has it in its file list an edit raises
+                    # nothing, so the refresh compares it once more.
+                    self.fingerprints.absent_before(path)
+                    self._unwatched.add(path)
+                    self._mark_watch_dirty()
                 relevant.append(path)
                 continue
             if self.watchset.rules.reason(path, is_dir=True):
@@ -401,6 +417,20 @@ class Supervisor:
             # Edited after the program loaded it: the fingerprint taken now already has the
             # edit, so only the mtime says the running code is old.
             self._changed_unseen(stale)
+
+    def _add_folders(self, folders: Iterable[str]) -> None:
+        """Watch folders the program asked for, as ``--watch`` folders: under ``serve``, a
+        change there refreshes pages rather than restarting (they hold no code it runs)."""
+        added = [f for f in folders if self.watchset.add_folder(f, "relaunch.watch() folder")]
+        if not added:
+            return
+        # As for files: what is in them now is the baseline, and an edit before the watcher
+        # covers them is found at the next refresh.
+        for path in self.watchset.files():
+            if any(is_within(path, folder) for folder in added):
+                self.fingerprints.remember(path)
+                self._unwatched.add(path)
+        self._mark_watch_dirty()
 
     def _mark_watch_dirty(self) -> None:
         if self._watch_dirty_at is None:
@@ -465,7 +495,10 @@ class Supervisor:
                 ((path, mtime) for _name, path, mtime in message.modules), "imported by the program"
             )
         elif message.kind == "watch":
-            self._add_files(((p, None) for p in message.paths), "relaunch.watch()")
+            folders = [p for p in message.paths if os.path.isdir(p)]
+            self._add_folders(folders)
+            files = (p for p in message.paths if p not in folders)
+            self._add_files(((p, None) for p in files), "relaunch.watch()")
         elif message.kind == "failed":
             self._add_files(((p, None) for p in message.paths), "named in the program's traceback")
             self._failed_files.update(p for p in message.paths if self.watchset.matches(p))
@@ -481,7 +514,27 @@ class Supervisor:
             self._failure.path = message.paths[0] if message.paths else ""
             self._failure.line = message.line
         elif message.kind == "reload" and current:
-            self._restart("reload requested by the program (relaunch.trigger_reload())")
+            self._reload_requested()
+
+    def _reload_requested(self) -> None:
+        """The program asked for a reload: at once, unless it asks again and again
+        right after starting; then after a growing delay (or a change comes first)."""
+        if self._requested_at is not None:
+            return  # one is due already
+        lived = time.monotonic() - self.child.started_at if self.child else _SHORT_RUN
+        delay = self._request_backoff.delay(lived)
+        if not delay:
+            self._restart(_REQUESTED)
+            return
+        if not self._said_backoff:
+            self._said_backoff = True
+            log.warning(
+                "the program asks for a reload (relaunch.trigger_reload()) within %g s of "
+                "starting: reloading after a delay that grows each time it does (up to %g s)",
+                _SHORT_RUN,
+                self._request_backoff.longest,
+            )
+        self._requested_at = time.monotonic() + delay
 
     def _report_up(self) -> None:
         if self._pending_report is None:
@@ -588,7 +641,8 @@ class Supervisor:
         if not self._subreaper:
             return
         for _round in range(5):  # killing one may orphan its own children
-            strays = oslayer.child_pids() - self._known_pids()
+            children = oslayer.child_pids()  # first: a guardian started meanwhile is known
+            strays = children - self._known_pids()
             if not strays:
                 return
             log.debug("killing %d process(es) left behind: %s", len(strays), sorted(strays))
@@ -600,7 +654,9 @@ class Supervisor:
         if child is not None and self.state == "running":
             done = self.driver.reload(child, changed)
             if isinstance(done, NotReloaded):
-                log.error("%s; %s", why, done)  # the previous version keeps serving
+                # The previous version keeps serving (a failed preflight is an error).
+                level = logging.INFO if isinstance(done, Handled) else logging.ERROR
+                log.log(level, "%s; %s", why, done)
                 return
             if done is not None:
                 self.reloads += 1
@@ -614,6 +670,7 @@ class Supervisor:
             )
         self.reloads += 1
         self._restart_at = None
+        self._requested_at = None
         self._pending_report = (self.reloads, why, since or time.monotonic())
         self._retiring = [t for t in self._retiring if t.is_alive()]
         self._stop_child(overlap=self.frontend is not None and self.state == "running")
@@ -622,19 +679,19 @@ class Supervisor:
     def _on_exit(self, generation: int, code: int | None) -> None:
         if generation != self.generation or self.child is None:
             return  # an old child, stopped on purpose
-        child = self.child
-        lived = time.monotonic() - child.started_at
-        self._stop_child()  # reap what it left in its group
+        lived = time.monotonic() - self.child.started_at
+        # Said first: stopping what it left in its group may take the whole grace period.
+        self._report_exit(code, lived)
+        self._stop_child()  # SIGTERM, then SIGKILL, what it left in its group
+
+    def _report_exit(self, code: int | None, lived: float) -> None:
         if code == 0:
             self.state = "exited"
             if self.on_exit == "exit":
                 log.info("program exited with code 0: exiting")
                 self.exit_code = 0
             elif self.on_exit == "restart":
-                self._restart_delay = (
-                    min(max(self._restart_delay * 2, 0.1), 5.0) if lived < _SHORT_RUN else 0.0
-                )
-                self._restart_at = time.monotonic() + self._restart_delay
+                self._restart_at = time.monotonic() + self._exit_backoff.delay(lived)
             else:
                 log.info("program exited with code 0; waiting for a change (or press Enter)")
             if self.frontend is not None and self.exit_code is None:

@@ -109,6 +109,9 @@ class Warm(Cold):
         self.interpreter = os.path.realpath(executable) if executable else None
         self.zygote: ZygoteClient | None = None
         self.modules: list[tuple[str, str]] = []  # what the running child imported, in order
+        # What the zygote was asked to preload. A warm child never reports those (it found
+        # them loaded), so a rebuild preloads them again from this list, not from its report.
+        self._preloaded: list[tuple[str, str]] = []
         self._seen: set[str] = set()
         self._baseline: dict[str, int] = {}  # file -> mtime when the zygote was asked to load it
         self._packages: frozenset[str] = frozenset()  # site-packages entries at build
@@ -251,12 +254,16 @@ class Warm(Cold):
             return  # busy; its "loaded" answer calls back here
         already = zygote.modules if zygote is not None else ()
         main = self.python.target if self.python.mode == "module" else None
+        known = [*self._preloaded, *self.modules] if zygote is None else self.modules
         names = preload_candidates(
-            self.modules, installed=self._installed, deny=self.deny, already=already, main=main
+            known, installed=self._installed, deny=self.deny, already=already, main=main
         )
-        paths = dict(self.modules)
+        paths = dict(known)
+        if zygote is None:
+            self._preloaded = []
         for name in names:
             self._baseline[paths[name]] = _mtime(paths[name])
+            self._preloaded.append((name, paths[name]))
         if zygote is None:
             self._packages = self._package_entries()
             try:
@@ -281,6 +288,7 @@ class Warm(Cold):
         if self.zygote is not None:
             log.info("rebuilding the warm-start process for the new release")
         self._discard()
+        self._preloaded = []  # (the new release may have other packages)
 
     def _discard(self) -> None:
         self._baseline = {}

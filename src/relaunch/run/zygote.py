@@ -3,8 +3,8 @@
 A :class:`ZygoteClient` starts the zygote process, asks it to preload modules, and
 forks warm children from it. A reader thread turns the zygote's messages into
 events for the supervisor (``("zygote", client, message)``) and reports the exit
-of each forked child to its :class:`~relaunch.run.child.Child`. If the zygote dies,
-the children it forked are watched by polling until they are gone.
+of each forked child to its :class:`~relaunch.run.child.Child`. If the zygote dies
+(or is discarded), the children it forked are waited for, and reaped, by relaunch.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class ZygoteClient:
             orphans = list(self.children.values())
             self.children.clear()
         for child in orphans:
-            threading.Thread(target=_watch_orphan, args=(child,), daemon=True).start()
+            threading.Thread(target=child.orphaned, name="relaunch-orphan", daemon=True).start()
         self.on_event(("zygote", self, {"ev": "gone"}))
 
     def _handle(self, line: bytes) -> None:
@@ -183,16 +183,12 @@ class ZygoteClient:
         except OSError:
             pass
         self.sock.close()
+        if self.busy:
+            # Mid-preload it reads the socket (and sees the EOF) only once every import is
+            # done: seconds for a large library, and the supervisor's thread waits here.
+            self.proc.kill()
         try:
             self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-def _watch_orphan(child: Child) -> None:
-    """A warm child whose zygote died: nobody can give its exit status; poll until gone."""
-    pid = child.pid
-    while pid is not None and oslayer.process_alive(pid):
-        time.sleep(0.05)
-    child.mark_exited(None)

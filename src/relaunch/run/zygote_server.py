@@ -179,6 +179,13 @@ class Zygote:
         pid = os.fork()
         if pid == 0:
             self.become_child(fds[0], fds[1])  # never returns
+        # The child makes its own group too, but may not have run yet: made here as well,
+        # the group exists before the supervisor hears the pid, so a stop sent at once
+        # reaches it. EACCES/ESRCH: the child has moved on or already exited.
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass
         for fd in fds:
             os.close(fd)
         self.send({"ev": "forked", "pid": pid})

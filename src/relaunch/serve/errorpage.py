@@ -3,21 +3,19 @@
 :func:`render` builds the page (pure; everything from the program is escaped).
 :class:`ErrorResponder` accepts on the held listening socket only while no child
 serves it, answering every request with that page; it stops accepting before the
-next child starts, so the two never compete for connections.
+next child starts, so the two never compete for connections. It runs on the
+endpoints' loop (:mod:`.endpoint`): slow or idle clients hold up no one.
 """
 
 from __future__ import annotations
 
 import html
-import logging
 import os
-import select
 import socket
-import threading
+
+from .endpoint import Connection, Listener, LoopThread, response
 
 __all__ = ["ErrorResponder", "render"]
-
-log = logging.getLogger(__name__)
 
 _STYLE = (
     "body{font:15px/1.45 system-ui,sans-serif;margin:2em;color:#222;background:#fff}"
@@ -74,71 +72,68 @@ def render(
 
 
 class ErrorResponder:
-    """Serves one page on the listening socket while active."""
+    """Serves one page on the held listening socket while active, on the endpoints' loop."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, endpoints: LoopThread) -> None:
         self.sock = sock
         self.page = b""
-        self._thread: threading.Thread | None = None
-        self._stop_r, self._stop_w = os.pipe()
+        self._endpoints = endpoints
+        self._listener = Listener(
+            endpoints.loop, sock, self._answer, cap=endpoints.cap, name="error page"
+        )
+        self._active = False
+        # Which activation a connection belongs to (loop thread only): a request that
+        # comes after the page was taken down is not given it.
+        self._epoch = 0
+        self._serving: int | None = None
 
     @property
     def active(self) -> bool:
-        return self._thread is not None
+        return self._active
 
     def activate(self, page: bytes) -> None:
         self.page = page
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name="relaunch-error", daemon=True)
-            self._thread.start()
+        if not self._active:
+            self._active = True
+            self._endpoints.call(self._start)
 
     def deactivate(self) -> None:
-        """Stop accepting; returns once no connection will be accepted any more."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            os.write(self._stop_w, b"x")
-            thread.join()
-            os.read(self._stop_r, 64)
+        """Stop accepting: returns once no connection will be accepted any more, and
+        never waits for a client. A connection accepted before gets the page if its
+        request came while the page was up; a request that comes later (an idle
+        preconnected socket, a slow client) is sent to the same address again (307),
+        where the new process answers."""
+        if self._active:
+            self._active = False
+            self._endpoints.call(self._stop)
 
-    def _serve(self) -> None:
-        while True:
-            ready, _, _ = select.select([self.sock.fileno(), self._stop_r], [], [])
-            if self._stop_r in ready:
-                return
-            try:
-                conn, _addr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                return
-            with conn:
-                self._answer(conn)
+    def _start(self) -> None:
+        self._epoch += 1
+        self._serving = self._epoch
+        self._listener.start()
 
-    def _answer(self, conn: socket.socket) -> None:
-        conn.settimeout(2.0)
-        request = b""
-        try:
-            while b"\r\n\r\n" not in request and len(request) < 65536:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                request += chunk
-            head = (
-                "HTTP/1.1 500 Internal Server Error\r\n"
-                "Content-Type: text/html; charset=utf-8\r\n"
-                f"Content-Length: {len(self.page)}\r\n"
-                "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
-            ).encode()
-            conn.sendall(head + (b"" if request.startswith(b"HEAD ") else self.page))
-            # Close gently: closing with unread bytes would reset the connection and
-            # could destroy the response before the client reads it.
-            conn.shutdown(socket.SHUT_WR)
-            while conn.recv(4096):
-                pass
-        except OSError as exc:
-            log.debug("error page: %s", exc)
+    def _stop(self) -> None:
+        self._serving = None
+        self._listener.stop()
+
+    async def _answer(self, conn: Connection) -> None:
+        epoch = self._epoch
+        request = await conn.read_head()
+        if request is None:
+            return
+        if self._serving != epoch:
+            late = [("Location", _same_target(request.target)), ("Cache-Control", "no-store")]
+            await conn.reply(response(307, headers=late))
+            return
+        headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")]
+        await conn.reply(response(500, self.page, headers, send_body=request.method != "HEAD"))
 
     def close(self) -> None:
         self.deactivate()
-        os.close(self._stop_r)
-        os.close(self._stop_w)
+        self._endpoints.call(self._listener.close_all)
+
+
+def _same_target(target: str) -> str:
+    """Where a late request is sent again: its own target when that is a plain path."""
+    plain = all(33 <= ord(c) < 127 for c in target)
+    return target if plain and target.startswith("/") and not target.startswith("//") else "/"

@@ -1,7 +1,8 @@
 """What ``relaunch serve`` adds to the supervisor: the held socket, the error page,
 and live reload of open pages.
 
-The supervisor calls these hooks on its own thread:
+The supervisor calls these hooks on its own thread; none of them waits for a client
+(the endpoints run on their own loop, see :mod:`.endpoint`):
 
 * :meth:`ServeFrontEnd.child_starting` before a process starts (the error page
   stops answering, so only the new process accepts),
@@ -21,6 +22,7 @@ import socket
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+from .endpoint import LoopThread
 from .errorpage import ErrorResponder, render
 from .inject import script
 from .livereload import LiveReload
@@ -50,10 +52,17 @@ def classify(changed: Iterable[str], program_files: Collection[str]) -> str:
 
 
 class ServeFrontEnd:
-    def __init__(self, sock: socket.socket, livereload: LiveReload | None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        livereload: LiveReload | None,
+        endpoints: LoopThread | None = None,
+    ) -> None:
+        """``endpoints``: the loop the live reload runs on (the front end closes it)."""
         self.sock = sock
         self.livereload = livereload
-        self.errors = ErrorResponder(sock)
+        self.endpoints = endpoints or LoopThread()
+        self.errors = ErrorResponder(sock, self.endpoints)
         self._served_once = False
 
     @property
@@ -96,3 +105,4 @@ class ServeFrontEnd:
         self.errors.close()
         if self.livereload is not None:
             self.livereload.close()
+        self.endpoints.close()

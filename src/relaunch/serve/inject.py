@@ -23,7 +23,7 @@ def script(port: int, token: str) -> bytes:
     """The snippet the browser runs: it listens to relaunch and reloads (or swaps CSS).
 
     It reaches the live-reload endpoint on ``port`` under the host name the page itself
-    was loaded from (127.0.0.1 or localhost), with the run's ``token``.
+    was loaded from (127.0.0.1, localhost or [::1]), with the run's ``token``.
     """
     path = json.dumps(f":{int(port)}/events?token={token}")
     return (

@@ -5,18 +5,23 @@ nothing but ``GET /events`` and never runs, evaluates or triggers anything. A re
 must carry the run's random token, a ``Host`` that names this endpoint (against DNS
 rebinding), an ``Origin`` (when the browser sends one) that is the app's own, and
 come from a loopback address unless remote clients were explicitly allowed.
+
+It runs on the endpoints' loop (:mod:`.endpoint`), with its connection cap and
+deadlines: a flood of connections holds a bounded number of descriptors and no thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import logging
-import queue
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from .endpoint import Connection, Listener, LoopThread, listen_same_port, response
 
 __all__ = ["LiveReload", "check_request"]
 
@@ -59,7 +64,9 @@ def check_request(
     given = parse_qs(parts.query).get("token", [""])[0]
     if not hmac.compare_digest(given.encode(), token.encode()):
         return 403, "bad token"
-    if origin is not None and not _origin_ok(origin, origins, allow_remote):
+    if origin is not None and not (
+        origin.isprintable() and _origin_ok(origin, origins, allow_remote)
+    ):
         return 403, "unexpected Origin"
     return 200, "ok"
 
@@ -87,102 +94,122 @@ def _origin_ok(origin: str, origins: frozenset[str], allow_remote: bool) -> bool
 
 
 class LiveReload:
-    """The endpoint, and the list of pages listening to it."""
+    """The endpoint, and the pages listening to it, on the endpoints' loop.
+
+    It listens on every one of ``addresses`` that can take one common port (the first
+    must); the page reaches it under its own host name, so a loopback app gets both
+    127.0.0.1 and ::1.
+    """
 
     def __init__(
-        self, *, app_origins: set[str], bind: str = "127.0.0.1", allow_remote: bool = False
+        self,
+        *,
+        app_origins: set[str],
+        endpoints: LoopThread,
+        addresses: Sequence[str] = ("127.0.0.1",),
+        allow_remote: bool = False,
     ):
         self.token = secrets.token_urlsafe(24)
         self.allow_remote = allow_remote
         self.origins = frozenset(app_origins)
-        self._clients: set[queue.SimpleQueue[str | None]] = set()
-        self._lock = threading.Lock()
-        owner = self
+        self._endpoints = endpoints
+        self._streams: set[asyncio.Queue[str | None]] = set()
+        self._sockets = listen_same_port(addresses)
+        self.port = int(self._sockets[0].getsockname()[1])
+        self.addresses = [str(sock.getsockname()[0]) for sock in self._sockets]
+        self._listeners = [
+            Listener(endpoints.loop, sock, self._serve, cap=endpoints.cap, name="live reload")
+            for sock in self._sockets
+        ]
+        endpoints.call(self._start)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def _start(self) -> None:
+        for listener in self._listeners:
+            listener.start()
 
-            def log_message(self, format: str, *args: object) -> None:
-                log.debug("live reload: " + format, *args)
-
-            def do_GET(self) -> None:
-                status, reason = check_request(
-                    path=self.path,
-                    host=self.headers.get("Host"),
-                    origin=self.headers.get("Origin"),
-                    client=self.client_address[0],
-                    token=owner.token,
-                    port=owner.port,
-                    origins=owner.origins,
-                    allow_remote=owner.allow_remote,
-                )
-                if status != 200:
-                    self.send_error(status, reason)
-                    return
-                owner._stream(self)
-
-            def _refuse(self) -> None:
-                self.send_error(405, "only GET /events")
-
-            do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
-
-        self.server = ThreadingHTTPServer((bind, 0), Handler)
-        self.server.daemon_threads = True
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, name="relaunch-livereload", daemon=True
+    async def _serve(self, conn: Connection) -> None:
+        request = await conn.read_head()
+        if request is None:
+            return
+        if request.method != "GET":
+            await conn.reply(response(405, b"only GET /events\n", [("Allow", "GET")]))
+            return
+        origin = request.headers.get("Origin")
+        status, reason = check_request(
+            path=request.target,
+            host=request.headers.get("Host"),
+            origin=origin,
+            client=conn.client,
+            token=self.token,
+            port=self.port,
+            origins=self.origins,
+            allow_remote=self.allow_remote,
         )
-        self.thread.start()
+        if status != 200:
+            text = [("Content-Type", "text/plain; charset=utf-8")]
+            await conn.reply(response(status, f"{reason}\n".encode(), text))
+            return
+        await self._stream(conn, origin)
 
-    def _stream(self, handler: BaseHTTPRequestHandler) -> None:
-        origin = handler.headers.get("Origin")
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/event-stream")
-        handler.send_header("Cache-Control", "no-store")
+    async def _stream(self, conn: Connection, origin: str | None) -> None:
+        # No length: the stream ends when the connection does.
+        head = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream", "Cache-Control: no-store"]
         if origin:
-            handler.send_header("Access-Control-Allow-Origin", origin)
-            handler.send_header("Vary", "Origin")
-        handler.end_headers()
-        inbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        with self._lock:
-            self._clients.add(inbox)
+            head += [f"Access-Control-Allow-Origin: {origin}", "Vary: Origin"]
+        head.append("Connection: close")
+        start = "\r\n".join(head).encode() + b"\r\n\r\nretry: 500\n\n"
+        inbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._streams.add(inbox)
+        gone: asyncio.Future[None] = asyncio.ensure_future(conn.until_eof())  # page closed
+        get: asyncio.Future[str | None] | None = None
         try:
-            handler.wfile.write(b"retry: 500\n\n")
-            handler.wfile.flush()
+            if not await conn.send(start):
+                return
             while True:
-                try:
-                    event = inbox.get(timeout=KEEPALIVE)
-                except queue.Empty:
-                    handler.wfile.write(b": keep-alive\n\n")
-                else:
+                if get is None:
+                    get = asyncio.ensure_future(inbox.get())
+                waiting: set[asyncio.Future[Any]] = {get, gone}
+                done, _ = await asyncio.wait(
+                    waiting, timeout=KEEPALIVE, return_when=asyncio.FIRST_COMPLETED
+                )
+                if gone in done:
+                    return
+                if get in done:
+                    event, get = get.result(), None
                     if event is None:
                         return
-                    handler.wfile.write(f"event: {event}\ndata: {event}\n\n".encode())
-                handler.wfile.flush()
-        except OSError:
-            return  # the page went away
+                    chunk = f"event: {event}\ndata: {event}\n\n".encode()
+                else:
+                    chunk = b": keep-alive\n\n"
+                if not await conn.send(chunk):
+                    return
         finally:
-            with self._lock:
-                self._clients.discard(inbox)
-            handler.close_connection = True
+            self._streams.discard(inbox)
+            gone.cancel()
+            if get is not None:
+                get.cancel()
 
     @property
     def listeners(self) -> int:
-        with self._lock:
-            return len(self._clients)
+        return len(self._streams)
 
     def broadcast(self, event: str) -> None:
-        """Send ``event`` ("reload" or "css") to every open page."""
-        with self._lock:
-            clients = list(self._clients)
-        for inbox in clients:
-            inbox.put(event)
-        log.debug("live reload: %s sent to %d page(s)", event, len(clients))
+        """Send ``event`` ("reload" or "css") to every open page; from any thread."""
+        self._endpoints.soon(self._broadcast, event)
+
+    def _broadcast(self, event: str | None) -> None:
+        for inbox in self._streams:
+            inbox.put_nowait(event)
+        if event is not None:
+            log.debug("live reload: %s sent to %d page(s)", event, len(self._streams))
 
     def close(self) -> None:
-        with self._lock:
-            clients = list(self._clients)
-        for inbox in clients:
-            inbox.put(None)
-        self.server.shutdown()
-        self.server.server_close()
+        self._endpoints.call(self._close)
+        for sock in self._sockets:
+            sock.close()
+
+    def _close(self) -> None:
+        for listener in self._listeners:
+            listener.stop()
+            listener.close_all()
+        self._broadcast(None)

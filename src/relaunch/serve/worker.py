@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Any
 
+from ..integrations.django import devserver as django_devserver
 from .inject import ASGIInjector, WSGIInjector, script
 
 __all__ = ["app_kind", "load_app", "main"]
@@ -195,6 +196,17 @@ def _with_live_reload(app: Any, kind: str, snippet: bytes) -> Any:
     return app
 
 
+def _log_to_stderr() -> None:
+    """relaunch's own lines only: the root logger stays the app's (a handler there
+    printed every line of Django's loggers, which propagate, a second time)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[relaunch] %(message)s"))
+    own = logging.getLogger("relaunch")
+    own.handlers[:] = [handler]
+    own.setLevel(logging.INFO)
+    own.propagate = False
+
+
 def _fork_workers(count: int) -> list[int]:
     """Pre-fork ``count - 1`` more processes sharing the socket; returns their pids in the
     first process, an empty list in the others."""
@@ -215,12 +227,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--live-reload", default="", metavar="PORT:TOKEN")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[relaunch] %(message)s")
+    _log_to_stderr()
 
     sock = socket.socket(fileno=args.fd)
     sock.setblocking(False)
     app = load_app(args.app)
     _prepare(app)
+    app = django_devserver.prepare(app)  # URLconf loaded, folders watched, static served
     kind = app_kind(app)
     if args.live_reload:
         port, _, token = args.live_reload.partition(":")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from typing import Any
 
 from ..config import NUMBERS, OPTIONS, ConfigError, Settings
 from ..watch.rules import GitIgnore, Glob, IgnoreRules
-from ..watch.watchset import WatchEntry, WatchSet
+from ..watch.watchset import DEFAULT_TREE_LIMIT, WatchEntry, WatchSet
 
 __all__ = ["add_noise_options", "add_option", "add_settings_options", "watchset_from_settings"]
 
@@ -68,7 +70,14 @@ def watchset_from_settings(settings: Settings, cwd: str, *, default_here: bool) 
     except ValueError as exc:
         raise ConfigError(f"--watch: {exc}") from None
     if not entries and default_here:
-        entries = [WatchEntry.parse(".", cwd=cwd)]
+        if os.path.dirname(cwd) == cwd:
+            raise ConfigError(
+                f"no --watch given, and the current folder is {cwd}, the root of the file "
+                "system: watching it would read every file on the machine; give -w with "
+                "what to watch, or run relaunch from the project's folder"
+            )
+        here = WatchEntry.parse(".", cwd=cwd)
+        entries = [dataclasses.replace(here, limit=DEFAULT_TREE_LIMIT)]
     try:
         user = [Glob(text, anchor) for text, anchor in settings.ignore]
     except ValueError as exc:

@@ -12,12 +12,13 @@ import sys
 
 from ..command import Command, PythonInvocation
 from ..config import OPTIONS, ConfigError, check_number, load
+from ..serve.endpoint import LISTEN_BACKLOG, LoopThread
 from ..serve.frontend import ServeFrontEnd
 from ..serve.livereload import LiveReload
 from .common import add_noise_options, add_settings_options
 from .run import build_watchset, follow_releases, make_supervisor
 
-__all__ = ["HELP", "NAME", "bind", "configure", "main"]
+__all__ = ["HELP", "NAME", "bind", "configure", "live_reload_addresses", "main"]
 
 log = logging.getLogger("relaunch")
 
@@ -93,7 +94,7 @@ def bind(host: str, port: int) -> socket.socket:
         if os.name != "nt":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(1024)
+        sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -104,6 +105,17 @@ def bind(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def live_reload_addresses(host: str, allow_remote: bool) -> tuple[str, ...]:
+    """Where the live-reload endpoint listens, pure; the first address is required, the
+    others are taken when the machine has them. The page reaches the endpoint under the
+    host name it was loaded from, so a loopback app gets both loopbacks, its own first."""
+    if allow_remote:
+        return (host,)
+    if ":" in host:
+        return ("::1", "127.0.0.1")
+    return ("127.0.0.1", "::1")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -121,13 +133,15 @@ def main(args: argparse.Namespace) -> int:
             args.host,
         )
     livereload = None
+    endpoints = LoopThread()
     if not args.no_browser_reload:
         names = {"127.0.0.1", "localhost", "[::1]"}
         if not _is_loopback(args.host) and args.host not in ("0.0.0.0", "::"):
             names.add(args.host)
         livereload = LiveReload(
             app_origins={f"http://{name}:{port}" for name in names},
-            bind=args.host if args.allow_remote_reload else "127.0.0.1",
+            endpoints=endpoints,
+            addresses=live_reload_addresses(args.host, args.allow_remote_reload),
             allow_remote=args.allow_remote_reload,
         )
     worker_args = [
@@ -149,7 +163,7 @@ def main(args: argparse.Namespace) -> int:
     )
     watchset = build_watchset(settings, command, cwd)
 
-    frontend = ServeFrontEnd(sock, livereload)
+    frontend = ServeFrontEnd(sock, livereload, endpoints)
     supervisor = make_supervisor(
         command,
         watchset,

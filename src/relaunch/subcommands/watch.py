@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import cast
 
 from ..config import WATCH_OPTIONS, ConfigError, load, options_named
+from ..pathtext import shown
 from ..preflight import AppSpec, describe_failure, parse_app_spec, run_preflight
 from ..production.actions import Action, parse_signal
 from ..production.pidfile import PidTarget
@@ -245,7 +246,7 @@ def main(args: argparse.Namespace) -> int:
         changed = [p for p in changed if p != action.pidfile]
         if not changed:
             return
-        names = ", ".join(os.path.relpath(p, cwd) for p in changed[:3])
+        names = ", ".join(shown(os.path.relpath(p, cwd)) for p in changed[:3])
         if len(changed) > 3:
             names += f" (+{len(changed) - 3} more)"
         if not check():

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from .. import oslayer
+from ..pathtext import shown
 from .settle import CLOSED, MODIFIED, Change, WriteHold
 
 __all__ = ["OVERFLOW", "REMOTE_FILESYSTEMS", "Watcher", "needs_polling", "write_change"]
@@ -328,7 +329,7 @@ class Watcher:
                     f"fs:{fstype}",
                     "%s is on a %s file system, where change events may not arrive: "
                     "polling it instead",
-                    directory,
+                    shown(directory),
                     fstype,
                 )
             self._fs_cache[directory] = remote
@@ -347,7 +348,7 @@ class Watcher:
                     "native",
                     "cannot start native file events (%s): polling instead; %s",
                     exc,
-                    oslayer.watch_limit_hint(),
+                    oslayer.watch_limit_hint(exc),
                 )
         return self.native
 

@@ -2,7 +2,8 @@
 
 A file counts as changed when it appears or disappears, when its content differs,
 or when its mtime goes backwards (an older version restored, even byte-identical
-to what was loaded: the user meant to go back).
+to what was loaded: the user meant to go back). Metadata alone (mode, owner, a
+touch that leaves the content as it was) is no change.
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ def take(path: str) -> Fingerprint | None:
         try:
             with open(path, "rb") as f:
                 digest = hashlib.blake2b(f.read(), digest_size=16).digest()
+        except FileNotFoundError:
+            return None  # deleted since the stat
         except OSError:
-            return None
+            # There but unreadable (a chmod): not gone. Compared by size and mtime
+            # until it can be read again, so a chmod alone is no change.
+            digest = None
     return Fingerprint(st.st_mtime_ns, st.st_size, digest)
 
 
@@ -76,6 +81,12 @@ class Fingerprints:
             return False
         now = self._known[path]
         return (now.mtime_ns if now is not None else -1) != loaded_mtime_ns
+
+    def absent_before(self, path: str) -> None:
+        """Record that the file did not exist before now (it appeared after the watch
+        set was listed), unless it has a baseline already: its next fingerprint is then
+        compared with its absence."""
+        self._known.setdefault(path, None)
 
     def mtime_ns(self, path: str) -> int | None:
         """The mtime of the last fingerprint taken, None if none or the file was missing."""

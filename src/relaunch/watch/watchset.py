@@ -8,13 +8,19 @@ one place that says whether a path is watched; ``--explain`` prints its reason.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .rules import Glob, IgnoreRules, glob_base, has_magic
 
-__all__ = ["Decision", "WatchEntry", "WatchSet", "is_within"]
+__all__ = ["DEFAULT_TREE_LIMIT", "Decision", "WatchEntry", "WatchSet", "is_within"]
+
+log = logging.getLogger(__name__)
+
+#: How many files and folders the default tree (no --watch: the current folder) takes.
+DEFAULT_TREE_LIMIT = 20_000
 
 
 def is_within(path: str, root: str) -> bool:
@@ -36,6 +42,10 @@ class WatchEntry:
     text: str
     path: str
     kind: str  # "file", "dir" or "glob"
+    how: str = ""  # why it is watched, when not a --watch argument
+    #: At most this many files and folders are taken from the tree (the default tree,
+    #: which the user did not choose: it may be a home folder of a million files).
+    limit: int | None = None
 
     @classmethod
     def parse(cls, text: str, *, cwd: str) -> WatchEntry:
@@ -89,6 +99,7 @@ class WatchSet:
         self.set_excluded_roots(excluded_roots)
         self.imported: dict[str, str] = {}
         self._tree: tuple[set[str], set[str]] | None = None
+        self._said_capped = False
 
     def set_excluded_roots(self, roots: Iterable[str]) -> None:
         """Folders of the standard library and installed packages (reported by the child)."""
@@ -115,6 +126,15 @@ class WatchSet:
         if not decision.watched:
             return False
         self.imported[path] = how
+        return True
+
+    def add_folder(self, path: str, how: str) -> bool:
+        """Watch everything under ``path`` as a ``--watch`` folder is watched (a folder
+        the program asked for: its templates, its static files). True if newly watched."""
+        if any(e.kind == "dir" and is_within(path, e.path) for e in self.entries):
+            return False
+        self.entries = (*self.entries, WatchEntry(path, path, "dir", how))
+        self._tree = None
         return True
 
     def adopt(self, other: WatchSet) -> None:
@@ -146,7 +166,7 @@ class WatchSet:
             return Decision(True, how)
         for entry in self.entries:
             if entry.matches(path):
-                return Decision(True, f"--watch '{entry.text}'")
+                return Decision(True, entry.how or f"--watch '{entry.text}'")
         root = self._excluded(path)
         if root:
             return Decision(False, f"in the standard library or an installed package ({root})")
@@ -174,6 +194,15 @@ class WatchSet:
             dirnames[:] = kept
             yield dirpath, filenames
 
+    def _tree_items(self, root: str) -> Iterator[tuple[bool, str]]:
+        """(is a folder, path) for each folder and watched file of a --watch tree."""
+        for dirpath, filenames in self._walk(root):
+            yield True, dirpath
+            for name in filenames:
+                full = os.path.join(dirpath, name)
+                if self.matches(full):
+                    yield False, full
+
     def _entry_tree(self) -> tuple[set[str], set[str]]:
         if self._tree is None:
             dirs: set[str] = set()
@@ -187,14 +216,37 @@ class WatchSet:
                     # Gone (deleted, or mid-checkout): watch where it would reappear.
                     dirs.add(_existing_ancestor(entry.base))
                     continue
-                for dirpath, filenames in self._walk(entry.base):
-                    dirs.add(dirpath)
-                    for name in filenames:
-                        full = os.path.join(dirpath, name)
-                        if self.matches(full):
-                            files.add(full)
+                for taken, (is_dir, path) in enumerate(self._tree_items(entry.base)):
+                    if entry.limit is not None and taken >= entry.limit:
+                        self._say_capped(entry)  # more than the limit: stop here
+                        break
+                    (dirs if is_dir else files).add(path)
             self._tree = (dirs, files)
         return self._tree
+
+    def appeared(self, path: str) -> bool:
+        """A file appeared in a watched folder: True if a ``--watch`` entry takes it in,
+        so that :meth:`files` (what polling stats, what inotify waits for the close of)
+        holds it from now on. Without this only a re-walk of the tree would add it."""
+        if self._tree is None:
+            return False  # the next walk finds it
+        files = self._tree[1]
+        if path in files or path in self.imported or not self.matches(path):
+            return False
+        if not os.path.isfile(path):
+            return False
+        files.add(path)
+        return True
+
+    def _say_capped(self, entry: WatchEntry) -> None:
+        if not self._said_capped:
+            self._said_capped = True
+            log.warning(
+                "no --watch given: the current folder holds more than %d files and folders; "
+                "watching only the first %d (give -w with what to watch)",
+                entry.limit,
+                entry.limit,
+            )
 
     def directories(self) -> set[str]:
         """Folders to watch, each non-recursively: the OS watch count follows the watch set."""

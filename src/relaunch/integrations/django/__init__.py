@@ -16,7 +16,12 @@ Add ``"relaunch.integrations.django"`` to ``INSTALLED_APPS``. Then:
   events, and ``file_changed`` for each changed file: a receiver that handles it
   (Django resets its template loaders for a template) saves the restart; otherwise
   the supervisor restarts the program. Python modules are the supervisor's to watch,
-  so a module change restarts once, never twice.
+  so a module change restarts once, never twice; before it restarts for one, the
+  supervisor asks this process, which sends ``file_changed`` for it too, and a
+  receiver returning True vetoes the restart, as under Django's own reloaders.
+* Under ``relaunch serve`` (installed or not), :mod:`.devserver` does what runserver
+  does that a plain server does not: URLconf loaded at start, template and static
+  folders watched, templates read fresh, static files served.
 * Run without relaunch's supervisor (``RUN_MAIN=true`` set by someone else), the
   reloader follows Django's contract instead: it also watches the imported modules,
   and an unhandled change exits with status 3 for Django's restart loop.

@@ -23,7 +23,7 @@ from django.utils import autoreload  # type: ignore[import-untyped,import-not-fo
 
 import relaunch
 
-from ...run.bootstrap import _excluded_roots
+from ...run.bootstrap import installed_roots
 from ...watch.events import OVERFLOW, Watcher
 from ...watch.fingerprint import Fingerprints
 from ...watch.rules import IgnoreRules
@@ -127,7 +127,25 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
             if autoreload._error_files:
                 relaunch.watch(*autoreload._error_files)
             raise SystemExit(1)
+        channel = relaunch._channel() if self.supervised else None
+        if channel is not None:
+            # The supervisor watches the modules; before it restarts for one, it asks
+            # here, so file_changed reaches receivers for .py files as under runserver.
+            channel.judge_changes(self._judge)
         super().run(django_main_thread)
+
+    def _judge(self, paths: list[str]) -> bool:
+        """Django's contract for files the supervisor saw change: ``file_changed`` for
+        each; True (no restart) only if a receiver handled every one of them."""
+        handled = True
+        for path in paths:
+            results = autoreload.file_changed.send(sender=self, file_path=Path(path))
+            log.debug("%s notified as changed. Signal results: %s.", path, results)
+            if not any(result for _receiver, result in results):
+                if handled:
+                    autoreload.logger.info("%s changed, reloading.", path)
+                handled = False
+        return handled
 
     def _on_paths(self, paths: list[str]) -> None:
         self._events.put((paths, time.monotonic()))
@@ -149,7 +167,7 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
                     continue  # a folder that does not exist (yet): Django skips it too
         rules = IgnoreRules(bases=[os.getcwd(), *(entry.base for entry in entries)])
         watchset = WatchSet(entries=entries, rules=rules)
-        watchset.set_excluded_roots(_excluded_roots())
+        watchset.set_excluded_roots(installed_roots())
         for path in self.extra_files:
             watchset.add(str(Path(path).absolute()), "reloader.extra_files")
         if not self.supervised:

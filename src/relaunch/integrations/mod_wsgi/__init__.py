@@ -74,6 +74,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...command import looks_like_python
+from ...pathtext import shown
 from ...preflight import AppSpec, PreflightResult, describe_failure, run_preflight
 
 if TYPE_CHECKING:
@@ -280,9 +281,9 @@ def _interpreter() -> str:
 
 
 def _names(paths: Sequence[str], base: str) -> str:
-    shown = [os.path.relpath(p, base) if p.startswith(base + os.sep) else p for p in paths[:3]]
+    names = [os.path.relpath(p, base) if p.startswith(base + os.sep) else p for p in paths[:3]]
     more = f" (+{len(paths) - 3} more)" if len(paths) > 3 else ""
-    return ", ".join(shown) + more
+    return ", ".join(shown(name) for name in names) + more
 
 
 class _GroupVerdicts:
@@ -432,6 +433,11 @@ class _Reloader:
 
         finder = ReportingFinder(found)
         sys.meta_path.insert(0, finder)
+        from ... import inprocess
+
+        # relaunch.trigger_reload() and relaunch.watch() in the application: this monitor's
+        # reload (preflight, then the restart mod_wsgi wants), not nothing.
+        inprocess.adopt(self.monitor)
         self.monitor.start()
         module = sys.modules.get("mod_wsgi")
         subscribe = getattr(module, "subscribe_shutdown", None)

@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ...command import Command
@@ -36,8 +36,10 @@ if TYPE_CHECKING:
     from ...watch.fingerprint import Fingerprint
 
 __all__ = [
+    "EmbeddedDriver",
     "ExpressOptions",
     "ModWsgiDriver",
+    "apache_main_process",
     "daemon_processes",
     "driver_for",
     "express_argv",
@@ -296,9 +298,9 @@ class ModWsgiDriver(Driver):
         )
 
     def act(self, changed: Sequence[str]) -> str | None:
-        """Preflight, then touch and restart the daemon processes. Returns what was
-        done, a :class:`NotReloaded`, or None (nothing to touch: restart Apache
-        instead). Serialised; blocks for the preflight and the daemons' rollover."""
+        """Preflight, then :meth:`_apply` the new code. Returns what was done, a
+        :class:`NotReloaded`, or None (the supervisor restarts the whole server instead).
+        Serialised; blocks for the preflight and the server's rollover."""
         from ...watch.fingerprint import take
 
         with self._lock:
@@ -316,20 +318,27 @@ class ModWsgiDriver(Driver):
                     )
             else:
                 self._watch(result.files, "imported by the application (preflight)")
-            target = self._touch_target(result)
-            if target is None:
-                log.error("cannot tell which file to touch for module %s", self.options.entry_point)
-                return None
-            old = daemon_processes()
-            try:
-                os.utime(target, None)
-            except OSError as exc:
-                log.error("cannot touch %s: %s", target, exc)
+            done = self._apply(result)
+            if done is None:
                 return None
             self._loaded.update(before)
             checked = f"preflight ok in {took:.0f} ms; " if result.ok else ""
-            touched = f"touched {os.path.relpath(target, self.cwd)}"
-            return f"{checked}{touched} and {self._restart_daemons(old)}"
+            return checked + done
+
+    def _apply(self, result: PreflightResult) -> str | None:
+        """Touch the script and restart the daemon processes; what was done, or None."""
+        target = self._touch_target(result)
+        if target is None:
+            log.error("cannot tell which file to touch for module %s", self.options.entry_point)
+            return None
+        old = daemon_processes()
+        try:
+            os.utime(target, None)
+        except OSError as exc:
+            log.error("cannot touch %s: %s", target, exc)
+            return None
+        touched = f"touched {os.path.relpath(target, self.cwd)}"
+        return f"{touched} and {self._restart_daemons(old)}"
 
     def _restart_daemons(self, old: set[int]) -> str:
         """Restart the daemon processes now (mod_wsgi's graceful SIGINT: requests in
@@ -441,13 +450,19 @@ class ModWsgiDriver(Driver):
                 count = len(watchset.files())
             monitor.start()
             log.info(
-                "mod_wsgi driver: watching %d file(s) of the application; on a change: %stouch %s",
+                "mod_wsgi driver: watching %d file(s) of the application; on a change: %s%s",
                 count,
                 "preflight, then " if self.preflight else "",
-                os.path.relpath(self._touch, self.cwd) if self._touch else "its module file",
+                self.reload_how(),
             )
 
         threading.Thread(target=begin, name="relaunch-mod_wsgi", daemon=True).start()
+
+    def reload_how(self) -> str:
+        """What a reload does, for the log."""
+        return "touch " + (
+            os.path.relpath(self._touch, self.cwd) if self._touch else "its module file"
+        )
 
     def _on_change(self, changed: list[str]) -> None:
         what = _names(changed, self.cwd)
@@ -470,6 +485,46 @@ class ModWsgiDriver(Driver):
             monitor.close()
 
 
+def apache_main_process(root: int | None = None) -> int | None:
+    """The Apache parent process mod_wsgi-express became, among ``root``'s descendants
+    (default: this process's): the one of its processes that all the others descend from."""
+    from ... import oslayer
+
+    mine = [
+        pid
+        for pid in oslayer.descendants(os.getpid() if root is None else root)
+        if "(mod_wsgi-express)" in (oslayer.process_command(pid) or "")
+    ]
+    for pid in mine:
+        if set(mine) - {pid} <= set(oslayer.descendants(pid)):
+            return pid
+    return None
+
+
+class EmbeddedDriver(ModWsgiDriver):
+    """``mod_wsgi-express --embedded-mode``: no daemon processes, the application runs
+    in Apache's own. It is watched the same way (the files its preflight imports); after
+    a passed preflight Apache restarts gracefully (SIGUSR1): its processes finish their
+    requests and are replaced by ones that load the new code, and the listening socket
+    stays open."""
+
+    name = "mod_wsgi embedded"
+
+    def reload_how(self) -> str:
+        return "graceful Apache restart (SIGUSR1)"
+
+    def _apply(self, result: PreflightResult) -> str | None:
+        apache = apache_main_process()
+        if apache is None:
+            return None  # not found: the supervisor restarts the whole server
+        try:
+            os.kill(apache, signal.SIGUSR1)
+        except OSError as exc:
+            log.error("cannot signal Apache (process %d): %s", apache, exc)
+            return None
+        return f"graceful Apache restart (SIGUSR1 to process {apache})"
+
+
 def driver_for(
     command: Command,
     *,
@@ -486,7 +541,11 @@ def driver_for(
     if options.command != "start-server":
         return None
     why = options.unsupported()
-    if why is not None:
+    # Embedded mode: mod_wsgi's own reloading is irrelevant, Apache's graceful restart is.
+    embedded = options.embedded_mode and (
+        replace(options, embedded_mode=False, disable_reloading=False).unsupported() is None
+    )
+    if why is not None and not embedded:
         log.warning(
             "mod_wsgi-express: %s; a change restarts Apache (connections are refused meanwhile)",
             why,
@@ -497,7 +556,7 @@ def driver_for(
             "mod_wsgi-express --reload-on-changes restarts daemon processes on every save, "
             "without preflight: drop it, relaunch reloads"
         )
-    driver = ModWsgiDriver(
+    driver = (EmbeddedDriver if embedded else ModWsgiDriver)(
         options,
         command.python.interpreter,
         preflight=preflight,

@@ -1,0 +1,226 @@
+"""A real Django project (two apps, models, admin, templates, static files) under
+``relaunch serve``, under ``manage.py runserver`` with relaunch's integration, and
+under gunicorn with ``relaunch run``: as Django users run it."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .djangosite import BLOG_VIEWS, SHOP_INDEX, SHOP_VIEWS, make_site
+from .harness import Proc, Relaunch, wait_until, write
+from .prodharness import find_server
+from .test_frameworks import run, runserver, wait_for_body
+from .test_serve import free_port, get, wait_body
+
+django = pytest.importorskip("django")
+
+Start = Callable[..., Relaunch]
+PY = sys.executable
+__all__ = ["run"]  # the fixture, shared with test_frameworks
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    return make_site(tmp_path)
+
+
+def serve(relaunch: Start, site: Path, *extra: str) -> tuple[Relaunch, int]:
+    port = free_port()
+    r = relaunch(["serve", "mysite.wsgi", "--port", str(port), *extra], site)
+    return r, port
+
+
+def pid_of(body: str) -> int:
+    match = re.search(r"pid=(\d+)", body)
+    assert match, body
+    return int(match.group(1))
+
+
+# -- relaunch serve -------------------------------------------------------------------
+
+
+def test_serve_template_edits_show_with_django_default_cached_loader(
+    site: Path, relaunch: Start
+) -> None:
+    """Django 4.1+ caches templates even with DEBUG: the edit must show anyway, in the
+    same process, with no -w (the project's template folders are watched)."""
+    r, port = serve(relaunch, site)
+    pid = pid_of(wait_body(port, "shop template=1", "/shop/"))
+    app_template = site / "shop" / "templates" / "shop" / "index.html"
+    write(app_template, SHOP_INDEX.replace("template=1", "template=2"))
+    r.expect(r"shop/index.html changed: pages refreshed, no restart needed", stream="err")
+    assert pid_of(wait_body(port, "shop template=2", "/shop/")) == pid
+    # The project's DIRS folder too: the base template every page extends.
+    base = site / "templates" / "base.html"
+    write(base, base.read_text().replace("<title>site</title>", "<title>edited base</title>"))
+    assert pid_of(wait_body(port, "edited base", "/shop/")) == pid
+    assert r.err.count("reload #") == 0
+
+
+@pytest.mark.parametrize("app", ["mysite.wsgi", "mysite.asgi"])
+def test_serve_serves_static_files_as_runserver(site: Path, relaunch: Start, app: str) -> None:
+    if app.endswith("asgi"):
+        pytest.importorskip("uvicorn")
+    port = free_port()
+    relaunch(["serve", app, "--port", str(port)], site)
+    wait_body(port, "shop template=1", "/shop/")
+    assert get(port, "/static/shop/shop.css") == (200, "h1 { color: rgb(255, 0, 0) }\n")
+    assert get(port, "/static/blog/blog.js") == (200, "console.log('blog');\n")
+    # Django's own apps' files, as runserver serves them.
+    status, body = get(port, "/static/admin/css/base.css")
+    assert status == 200 and "DJANGO Admin styles" in body
+    assert get(port, "/static/shop/missing.css")[0] == 404
+
+
+def test_serve_broken_views_is_a_load_failure_with_error_page_and_recovery(
+    site: Path, relaunch: Start
+) -> None:
+    views = site / "shop" / "views.py"
+    write(views, SHOP_VIEWS + "\ndef broken(:\n")
+    r, port = serve(relaunch, site)
+
+    def error_page(path: str = "/shop/") -> bool:
+        try:
+            status, body = get(port, path)
+        except OSError:
+            return False
+        return status == 500 and "SyntaxError" in body and "views.py" in body
+
+    # Before any request: the URLconf was loaded with the app, so the start failed.
+    r.expect(r"program exited with code 1; watching the files of its traceback", stream="err")
+    wait_until(error_page, what="relaunch's error page for the broken views.py")
+    assert error_page("/blog/")  # every page says what is wrong, not only the broken one
+    write(views, SHOP_VIEWS)
+    wait_body(port, "shop template=1", "/shop/")
+    # Broken again while it serves: a restart that fails, then the fix.
+    write(site / "blog" / "views.py", BLOG_VIEWS + "\nimport no_such_module_here\n")
+    wait_until(lambda: error_page("/blog/") or "No module named" in get(port, "/blog/")[1])
+    assert "no_such_module_here" in get(port, "/shop/")[1]
+    write(site / "blog" / "views.py", BLOG_VIEWS)
+    wait_body(port, "posts: post", "/blog/")
+
+
+# -- manage.py runserver with the integration ------------------------------------------
+
+BLOG_APPS = """\
+import os
+
+from django.apps import AppConfig
+from django.utils.autoreload import file_changed
+
+
+def on_file_changed(sender, file_path, **kwargs):
+    print(f"file_changed {file_path.name} pid={os.getpid()}", flush=True)
+    # A receiver that handles some files itself vetoes the restart, as Django allows.
+    return file_path.name == "handled.py" or None
+
+
+class BlogConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "blog"
+
+    def ready(self):
+        file_changed.connect(on_file_changed)
+"""
+
+
+def test_runserver_sends_file_changed_for_python_files_and_honours_a_veto(
+    tmp_path: Path, run: Callable[..., Proc]
+) -> None:
+    site = make_site(tmp_path, integration=True)
+    (site / "blog" / "apps.py").write_text(BLOG_APPS)
+    (site / "blog" / "handled.py").write_text("VALUE = 1\n")
+    write(site / "blog" / "views.py", "from . import handled  # noqa: F401\n" + BLOG_VIEWS)
+    port = free_port()
+    p = runserver(run, site, port)
+    pid = int(wait_for_body(port, r"value=1 pid=(\d+)", "/shop/").group(1))
+    p.expect("Watching for file changes with RelaunchReloader", stream="err")
+    # A receiver returned True: no restart, as runserver.
+    mark = p.err.mark()
+    write(site / "blog" / "handled.py", "VALUE = 2\n")
+    p.expect(rf"file_changed handled.py pid={pid}")
+    p.expect(r"handled.py changed; handled by the program", stream="err", start=mark)
+    assert int(wait_for_body(port, r"value=1 pid=(\d+)", "/shop/").group(1)) == pid
+    assert p.err.count(r"reload #\d+") == 0
+    # No receiver handles views.py: file_changed, then the restart.
+    write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", "VALUE = 2"))
+    p.expect(rf"file_changed views.py pid={pid}")
+    assert int(wait_for_body(port, r"value=2 pid=(\d+)", "/shop/").group(1)) != pid
+    p.expect(r"reload #1: shop/views.py changed; new process up", stream="err")
+
+
+def test_runserver_template_edit_shows_without_restart(
+    tmp_path: Path, run: Callable[..., Proc]
+) -> None:
+    site = make_site(tmp_path, integration=True)
+    port = free_port()
+    p = runserver(run, site, port)
+    pid = int(wait_for_body(port, r"template=1</h1>\s*<p>value=1 pid=(\d+)", "/shop/").group(1))
+    write(
+        site / "shop" / "templates" / "shop" / "index.html",
+        SHOP_INDEX.replace("template=1", "template=2"),
+    )
+    wait_for_body(port, "template=2", "/shop/")
+    assert int(wait_for_body(port, r"pid=(\d+)", "/shop/").group(1)) == pid
+    assert get(port, "/static/shop/shop.css")[0] == 200
+    assert p.err.count(r"reload #\d+") == 0
+
+
+# -- gunicorn under relaunch run: the preflight loads the URLconf ----------------------
+
+GUNICORN = find_server("gunicorn")
+DJANGO_PATH = str(Path(django.__file__).parent.parent)
+
+
+@pytest.mark.skipif(GUNICORN is None, reason="gunicorn is not installed")
+def test_gunicorn_preflight_refuses_a_broken_views_module(site: Path, relaunch: Start) -> None:
+    port = free_port()
+    assert GUNICORN is not None
+    proc = relaunch(
+        ["run", "--", GUNICORN, "-w", "2", "-b", f"127.0.0.1:{port}", "mysite.wsgi"],
+        site,
+        # The servers' interpreter has no Django: it finds this one's.
+        env={"XDG_RUNTIME_DIR": str(site), "PYTHONPATH": DJANGO_PATH},
+    )
+    # Each worker imports the views at its first request, from whatever is on disk then:
+    # let both have served before breaking the code.
+    pids: set[int] = set()
+    wait_until(lambda: pids.add(pid_of(wait_body(port, "value=1", "/shop/"))) or len(pids) == 2)
+    views = site / "shop" / "views.py"
+    mark = proc.err.mark()
+    write(views, SHOP_VIEWS.replace("VALUE = 1", "VALUE = (") + "\n")
+    proc.expect(r"preflight failed: .*SyntaxError", stream="err", start=mark, timeout=60)
+    # Refused: every worker still serves the previous version, no 500s.
+    for _ in range(10):
+        assert "value=1" in get(port, "/shop/")[1]
+    write(views, SHOP_VIEWS.replace("VALUE = 1", "VALUE = 3"))
+    proc.expect(r"reload #\d+: .*graceful", stream="err", start=mark, timeout=60)
+    wait_body(port, "value=3", "/shop/")
+
+
+def test_serve_prints_djangos_log_lines_once(site: Path, relaunch: Start) -> None:
+    r, port = serve(relaunch, site)
+    wait_body(port, "shop template=1", "/shop/")
+    assert get(port, "/first-missing")[0] == 404
+    assert get(port, "/second-missing")[0] == 404
+    # Django's logger writes both; a duplicate of the first would come before the second.
+    r.expect("Not Found: /second-missing", stream="err")
+    assert r.err.count("Not Found: /first-missing") == 1, r.output()
+
+
+def test_preflight_loads_the_urlconf_of_a_django_application(site: Path) -> None:
+    """The throwaway import uWSGI, mod_wsgi and ``relaunch watch --preflight`` use."""
+    from relaunch.preflight import AppSpec, run_preflight
+
+    spec = AppSpec("module", "mysite.wsgi", "application")
+    good = run_preflight(spec, cwd=str(site), timeout=60)
+    assert good.ok, good.output
+    assert str(site / "shop" / "views.py") in good.files  # watched from the first reload
+    write(site / "blog" / "views.py", BLOG_VIEWS + "\ndef broken(:\n")
+    bad = run_preflight(spec, cwd=str(site), timeout=60)
+    assert not bad.ok and "SyntaxError" in bad.summary, bad
