@@ -172,14 +172,19 @@ def test_monitor_reloads_at_once_when_asked_after_a_long_run() -> None:
     assert reloads == [[]]
 
 
+MAIN = ["-m", "relaunch.autoreload_main"]  # runs the program as tornado's wrapper does
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["app.py", "--port", "1"], ["run", "--", PY, "-u", "app.py", "--port", "1"]),
-        (["-m", "pkg.tests", "-v"], ["run", "--", PY, "-u", "-m", "pkg.tests", "-v"]),
+        (["app.py", "--port", "1"], ["run", "--", PY, "-u", *MAIN, "app.py", "--port", "1"]),
+        (["-m", "pkg.tests", "-v"], ["run", "--", PY, "-u", *MAIN, "-m", "pkg.tests", "-v"]),
+        (["-mpkg", "-v"], ["run", "--", PY, "-u", *MAIN, "-m", "pkg", "-v"]),
+        (["app", "-m", "x"], ["run", "--", PY, "-u", *MAIN, "app", "-m", "x"]),
         (
             ["--until-success", "t.py"],
-            ["run", "--on-exit", "exit", "--", PY, "-u", "t.py"],
+            ["run", "--on-exit", "exit", "--", PY, "-u", *MAIN, "t.py"],
         ),
     ],
 )
@@ -236,3 +241,36 @@ def test_public_watch_stays_a_function_after_the_watch_package_is_imported() -> 
 
     assert callable(relaunch.watch)
     assert isinstance(sys.modules["relaunch.watch"], types.ModuleType)
+
+
+@pytest.mark.parametrize("interval", [float("inf"), float("nan"), 0.0, -1.0, 1e300])
+def test_start_refuses_a_polling_interval_it_cannot_use(interval: float) -> None:
+    """A non-finite or absurd interval would kill the watcher thread: no reloads, silently."""
+    import relaunch.inprocess as inprocess
+
+    with pytest.raises(ValueError, match=r"check_interval: .* is out of range"):
+        inprocess.start(check_interval=interval)
+    assert inprocess.monitor() is None
+
+
+def test_autoreload_environment_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What one wrapped run leaves is what the next starts with: set, changed and removed
+    variables, undecodable bytes included; relaunch's own plumbing stays the new run's."""
+    from relaunch.autoreload_main import load_environment, save_environment
+
+    path = str(tmp_path / "environ")
+    assert load_environment(path) is False
+    monkeypatch.setenv("KEPT", "a=b")  # '=' in a value
+    monkeypatch.setenv("ODD", os.fsdecode(b"\xff\xfe"))
+    monkeypatch.setenv("_RELAUNCH_RUN", "old-token")
+    monkeypatch.delenv("ADDED_LATER", raising=False)
+    save_environment(path)
+    monkeypatch.setenv("KEPT", "changed")
+    monkeypatch.setenv("ADDED_LATER", "x")
+    monkeypatch.delenv("ODD")
+    monkeypatch.setenv("_RELAUNCH_RUN", "new-token")
+    assert load_environment(path) is True
+    assert os.environ["KEPT"] == "a=b"
+    assert os.fsencode(os.environ["ODD"]) == b"\xff\xfe"
+    assert "ADDED_LATER" not in os.environ
+    assert os.environ["_RELAUNCH_RUN"] == "new-token"

@@ -224,7 +224,7 @@ class ReportingFinder:
                 spec = find(name, path, target)
                 if spec is not None:
                     if spec.has_location and isinstance(spec.origin, str):
-                        self.report(name, os.path.abspath(spec.origin))
+                        self.report(name, _source_file(spec))
                     hook = self.hooks.pop(name, None)
                     if hook is not None and spec.loader is not None:
                         spec.loader = _HookedLoader(spec.loader, hook)
@@ -298,6 +298,31 @@ def _import_hooks() -> dict[str, Callable[[Any], None]]:
         if callable(after):
             hooks[name] = after
     return hooks
+
+
+def _source_file(spec: Any) -> str:
+    """The file to watch for a module: its own, or the archive holding it (a module
+    imported from ``app.pyz`` or an egg has an origin inside the zip, no file of its own)."""
+    origin = os.path.abspath(str(spec.origin))
+    archive = getattr(spec.loader, "archive", None)
+    if isinstance(archive, str) and not os.path.exists(origin):
+        return os.path.abspath(archive)
+    return origin
+
+
+def runs_main_of(target: str) -> bool:
+    """True when ``python TARGET`` runs TARGET's ``__main__.py``: a folder or a zip archive
+    (``app.pyz``). CPython decides with the path hooks, as here: one that accepts TARGET
+    as a sys.path entry makes it one."""
+    for hook in sys.path_hooks:
+        try:
+            hook(target)
+        except ImportError:
+            continue
+        except OSError:
+            return False
+        return True
+    return False
 
 
 def _excluded_roots() -> list[str]:
@@ -450,7 +475,12 @@ def prepare(mode: str, target: str, args: list[str], entry: str = __file__) -> N
     entry = os.path.abspath(entry)
     original_argv = _original_argv(mode, target, args, entry)
     safe_path = getattr(sys.flags, "safe_path", False)
-    if mode == "script":
+    as_entry = mode == "script" and runs_main_of(target)
+    if as_entry:
+        # The folder or archive itself is sys.path[0], even with -P (as CPython does).
+        sys.argv = [target, *args]
+        first = os.path.abspath(target)
+    elif mode == "script":
         sys.argv = [target, *args]
         first = _script_dir(target)
     elif mode == "module":
@@ -459,7 +489,7 @@ def prepare(mode: str, target: str, args: list[str], entry: str = __file__) -> N
     else:
         sys.argv = ["-c" if mode == "code" else "-", *args]
         first = ""
-    if safe_path:
+    if safe_path and not as_entry:
         if sys.path and sys.path[0] == _script_dir(entry):
             del sys.path[0]
     elif sys.path and sys.path[0] == _script_dir(entry):
@@ -472,7 +502,14 @@ def prepare(mode: str, target: str, args: list[str], entry: str = __file__) -> N
 
 def run(mode: str, target: str) -> None:
     """Run the program as ``__main__``. Exceptions propagate to the caller."""
-    if mode == "script":
+    if mode == "script" and runs_main_of(target):
+        import runpy
+
+        _fresh_main()
+        # What CPython runs for `python DIR` or `python app.pyz` (prepare() put TARGET
+        # first on sys.path): its __main__.py, with __spec__.name "__main__".
+        runpy._run_module_as_main("__main__", alter_argv=False)  # type: ignore[attr-defined]
+    elif mode == "script":
         with open(target, "rb") as f:
             source = f.read()
         path = os.path.abspath(target)  # as CPython 3.9+ sets __main__.__file__
@@ -519,7 +556,8 @@ def install(channel: Channel, *, report_loaded: bool = True) -> None:
 
 def execute(channel: Channel, mode: str, target: str) -> int:
     """Run the program, report a crash's files, and return the exit status."""
-    if mode == "script" and os.path.exists(target):
+    if mode == "script" and os.path.isfile(target):
+        # A script, or an archive whose __main__.py the finder reports as the archive.
         channel.report_module("__main__", os.path.abspath(target))
     channel.send({"t": "running"})
     try:

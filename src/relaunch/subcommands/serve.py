@@ -11,7 +11,7 @@ import socket
 import sys
 
 from ..command import Command, PythonInvocation
-from ..config import OPTIONS, ConfigError, load
+from ..config import OPTIONS, ConfigError, check_number, load
 from ..serve import appload
 from ..serve.endpoint import LISTEN_BACKLOG, LoopThread
 from ..serve.frontend import ServeFrontEnd
@@ -127,10 +127,8 @@ def main(args: argparse.Namespace) -> int:
     cwd = os.getcwd()
     values = {option.name: getattr(args, option.name) for option in OPTIONS}
     settings = load(values, cwd=cwd)
-    if args.workers < 1 or args.threads < 1:
-        raise ConfigError("--workers and --threads must be at least 1")
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port {args.port} is not a port number")
+    for name in ("workers", "threads", "port"):
+        check_number(name, getattr(args, name), f"--{name}")
     try:
         appload.parse(args.app, cwd=cwd)  # its syntax: what no edit of the code can fix
     except appload.AppError as exc:
