@@ -220,6 +220,8 @@ def new_pid(port: int, old: set[int]) -> int:
             status, body = get(port, "/shop/")
         except OSError:
             return False  # runserver restarting: nothing listens for a moment
+        if "pid=" not in body:
+            return False  # runserver stopped mid-response: a close-delimited body, cut short
         if status == 200 and pid_of(body) not in old:
             seen.append(pid_of(body))
         return bool(seen)
