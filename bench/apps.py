@@ -131,6 +131,11 @@ class Main(tornado.web.RequestHandler):
 
 {_PORT_SNIPPET}
 
+def make_app() -> tornado.web.Application:
+    """The same app without tornado's own reloader: what `relaunch serve` is given."""
+    return tornado.web.Application([(r"/", Main)])
+
+
 async def main() -> None:
     application = tornado.web.Application([(r"/", Main)], autoreload=True)
     application.listen(_port(), address="127.0.0.1")

@@ -45,6 +45,12 @@ RELOADERS: dict[str, Reloader] = {
             needs_relaunch=True,
         ),
         Reloader(
+            "relaunch-serve-tornado",
+            "{bin}/relaunch serve tornado_app:make_app --port {port}",
+            "relaunch serve (the tornado app)",
+            needs_relaunch=True,
+        ),
+        Reloader(
             "watchfiles",
             "{bin}/watchfiles '{bin}/waitress-serve --listen=127.0.0.1:{port} app:app' .",
             "watchfiles CLI + waitress",

@@ -18,6 +18,9 @@ take the same arguments. What changes:
   watch set, warm restarts, the whole process group restarted, import-time errors
   shown and the fix waited for. Interpreter flags given before ``-m relaunch.autoreload``
   are passed on to the program. ``--until-success`` stops once the program exits 0.
+  The program runs as under tornado's wrapper (see :mod:`relaunch.autoreload_main`):
+  the current folder on ``sys.path`` in every mode, folders and ``.pyz`` archives run
+  by their ``__main__.py``, and the environment it leaves carried over to the next run.
 * Under ``relaunch run`` the supervisor does the reloading and these functions defer
   to it (see :mod:`relaunch.inprocess`).
 """
@@ -25,6 +28,7 @@ take the same arguments. What changes:
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -86,7 +90,11 @@ def start(check_time: int = 500) -> None:
     _adopt_tornado()
     if _tornado_worker():
         return
-    inprocess.start(_poll_interval=max(check_time, 1) / 1000)
+    seconds = check_time / 1000
+    if math.isfinite(seconds):
+        # tornado takes any interval; relaunch's polling range is 10 ms to an hour.
+        seconds = min(max(seconds, 0.01), 3600.0)
+    inprocess.start(_poll_interval=seconds)
 
 
 def wait() -> None:
@@ -160,7 +168,9 @@ def wrapper_argv(
     run = ["run"]
     if until_success:
         run += ["--on-exit", "exit"]
-    return [*run, "--", executable, *flags, *program], False
+    # The child runs the program through relaunch.autoreload_main, as tornado's wrapper
+    # runs it after `python -m`: the same sys.path, argv and __main__ in every mode.
+    return [*run, "--", executable, *flags, "-m", "relaunch.autoreload_main", *program], False
 
 
 def main() -> None:
@@ -179,9 +189,21 @@ def main() -> None:
     if wrong:
         print(argv[0], file=sys.stderr)
         sys.exit(1)
+    import os
+    import shutil
+    import tempfile
+
+    from .autoreload_main import ENV_FILE_VARIABLE
     from .cli import main as cli_main
 
-    sys.exit(cli_main(argv))
+    # Where each run leaves its environment for the next (see relaunch.autoreload_main).
+    folder = tempfile.mkdtemp(prefix="relaunch-autoreload-")
+    os.environ[ENV_FILE_VARIABLE] = os.path.join(folder, "environ")
+    try:
+        status = cli_main(argv)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    sys.exit(status)
 
 
 _adopt_tornado()

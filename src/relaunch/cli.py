@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from . import __version__
 from .command import CommandError
-from .config import ConfigError
+from .config import ConfigError, noise_from_env
 from .subcommands import run, serve, watch
 
 __all__ = ["SUBCOMMANDS", "main"]
@@ -70,7 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         # Say which subcommand's --help to read, not the top level's.
         subcommands[args.subcommand].error(f"unrecognized arguments: {' '.join(extra)}")
-    _setup_logging(getattr(args, "verbose", False), getattr(args, "quiet", False))
+    verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
+    try:
+        if not (verbose or quiet):
+            # The command line wins: RELAUNCH_QUIET=1 with -v is verbose.
+            verbose, quiet = noise_from_env()
+    except ConfigError as exc:
+        print(f"relaunch: error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(verbose, quiet)
     module = next(m for m in SUBCOMMANDS if args.subcommand == m.NAME)
     try:
         return int(module.main(args))

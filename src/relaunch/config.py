@@ -11,6 +11,9 @@ pyproject keys and the environment variable names all come from it.
 
 from __future__ import annotations
 
+import difflib
+import logging
+import math
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -23,16 +26,24 @@ else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found,no-redef]
 
 __all__ = [
+    "NOISE_ENV",
+    "NUMBERS",
     "OPTIONS",
     "OTHER_ENV",
+    "SERVE_OPTIONS",
     "WATCH_OPTIONS",
     "ConfigError",
+    "NumberRange",
     "Option",
     "Settings",
+    "check_number",
     "find_pyproject",
     "load",
+    "noise_from_env",
     "options_named",
 ]
+
+log = logging.getLogger("relaunch")
 
 
 class ConfigError(Exception):
@@ -68,6 +79,9 @@ OPTIONS: tuple[Option, ...] = (
            metavar="PATH_OR_GLOB", short="-w"),
     Option("ignore", "list", [], "ignore paths matching this glob (gitignore style); "
            "repeatable", metavar="GLOB", short="-i"),
+    Option("touch_reload", "list", [], "reload when this file's modification time changes, "
+           "even with the same content (touch FILE), as uWSGI's touch-reload; the file need "
+           "not exist yet (creating it reloads); repeatable", metavar="FILE"),
     Option("watch_installed", "bool", False,
            "also watch the standard library and installed packages the program imports"),
     Option("gitignore", "bool", True, "honour .gitignore files for --watch folders and globs"),
@@ -92,7 +106,12 @@ OPTIONS: tuple[Option, ...] = (
            "the old workers serving"),
     Option("preflight_timeout", "float", 60.0, "seconds a preflight may take",
            metavar="SECONDS"),
+    Option("access_log", "bool", True, "print one line per request (relaunch serve)"),
 )  # fmt: skip
+
+# Options only ``relaunch serve`` has on its command line (the others read and ignore
+# them from pyproject.toml and the environment, which the subcommands share).
+SERVE_OPTIONS: tuple[str, ...] = ("access_log",)
 
 # The options ``relaunch watch`` shares with ``relaunch run`` (the others are about
 # running a program). It reads them from the same three sources with the same
@@ -101,6 +120,7 @@ OPTIONS: tuple[Option, ...] = (
 WATCH_OPTIONS: tuple[str, ...] = (
     "watch",
     "ignore",
+    "touch_reload",
     "watch_installed",
     "gitignore",
     "poll",
@@ -111,9 +131,56 @@ WATCH_OPTIONS: tuple[str, ...] = (
     "preflight_timeout",
 )
 
+
+@dataclass(frozen=True)
+class NumberRange:
+    """Where a number option may lie (both ends included), and its unit for messages."""
+
+    low: float
+    high: float
+    unit: str
+
+    def describe(self) -> str:
+        return f"{_plain(self.low)} to {_plain(self.high)} {self.unit}".rstrip()
+
+
+def _plain(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+# Every number relaunch takes, from any source, is checked against this table, so
+# nothing non-finite or absurd reaches a timer (inf, 1e300 and nan overflow or
+# disable the waits they feed). The bounds are generous: they only exclude values
+# that cannot be meant. ``serve`` checks its own numbers (port, workers, threads) here too.
+NUMBERS: dict[str, NumberRange] = {
+    "poll_interval": NumberRange(0.01, 3600, "seconds"),
+    "settle": NumberRange(0, 60_000, "milliseconds"),
+    "settle_max": NumberRange(0, 600_000, "milliseconds"),
+    "grace": NumberRange(0, 3600, "seconds"),
+    "preflight_timeout": NumberRange(0.1, 3600, "seconds"),
+    "port": NumberRange(0, 65535, ""),
+    "workers": NumberRange(1, 256, "processes"),
+    "threads": NumberRange(1, 1024, "threads"),
+}
+
+
+def check_number(name: str, value: float, where: str) -> None:
+    """Raise ConfigError unless ``value`` is finite and within NUMBERS[name].
+
+    ``where`` names the source in the message: ``--grace``, ``RELAUNCH_GRACE``, a file."""
+    bounds = NUMBERS[name]
+    # An int compares exactly however large; math.isfinite() would overflow on it.
+    finite = isinstance(value, int) or math.isfinite(value)
+    if not (finite and bounds.low <= value <= bounds.high):
+        shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:20] + "..."
+        raise ConfigError(f"{where}: {shown} is out of range ({bounds.describe()})")
+
+
 # RELAUNCH_* variables that are not in the table and are not mistakes: read by one
-# subcommand itself (the interpreter of ``relaunch watch``'s preflight).
-OTHER_ENV: tuple[str, ...] = ("RELAUNCH_PYTHON",)
+# subcommand itself (the interpreter of ``relaunch watch``'s preflight), and -v / -q,
+# which the CLI reads before any settings (they decide what is printed while loading).
+NOISE_ENV: tuple[str, ...] = ("RELAUNCH_VERBOSE", "RELAUNCH_QUIET")
+OTHER_ENV: tuple[str, ...] = ("RELAUNCH_PYTHON", *NOISE_ENV)
 # Also never an error: RELAUNCH_CHANGED, RELAUNCH_CHANGED_COUNT, RELAUNCH_CHANGED_1...,
 # which relaunch sets for the commands it runs (``relaunch watch --exec``), and such a
 # command may run relaunch again.
@@ -130,6 +197,7 @@ class Settings:
 
     watch: list[tuple[str, str]] = field(default_factory=list)
     ignore: list[tuple[str, str]] = field(default_factory=list)
+    touch_reload: list[tuple[str, str]] = field(default_factory=list)
     watch_installed: bool = False
     gitignore: bool = True
     poll: bool = False
@@ -142,15 +210,25 @@ class Settings:
     no_preload: list[tuple[str, str]] = field(default_factory=list)
     preflight: bool = True
     preflight_timeout: float = 60.0
+    access_log: bool = True
     sources: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
-        if self.poll_interval <= 0:
-            raise ConfigError("poll-interval must be a positive number of seconds")
-        if self.settle < 0 or self.settle_max < self.settle:
-            raise ConfigError("need 0 <= settle <= settle-max (milliseconds)")
-        if self.grace < 0:
-            raise ConfigError("grace must be zero or more seconds")
+        for option in OPTIONS:
+            if option.name in NUMBERS:
+                value = getattr(self, option.name)
+                check_number(option.name, value, self._where(option))
+        if self.settle_max < self.settle:
+            raise ConfigError("need settle <= settle-max (milliseconds)")
+
+    def _where(self, option: Option) -> str:
+        """The option as its source spells it: --grace, RELAUNCH_GRACE, a pyproject key."""
+        source = self.sources.get(option.name)
+        if source is None or source == "command line":
+            return option.flag
+        if source == option.env:
+            return source
+        return f"{source}: [tool.relaunch] {option.key}"
 
 
 def _convert(option: Option, value: Any, where: str) -> Any:
@@ -218,10 +296,45 @@ def _read_pyproject(path: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    table = data.get("tool", {}).get("relaunch", {})
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8 by definition; tomllib lets the decode error through.
+        raise ConfigError(f"{path} is not valid TOML: not UTF-8 ({exc.reason})") from None
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{path}: 'tool' must be a table, got {tool!r}")
+    table = tool.get("relaunch", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [tool.relaunch] must be a table")
     return table
+
+
+_warned: set[str] = set()
+
+
+def _warn_unknown_env(name: str) -> None:
+    """One warning per process: load() runs again after a release swap, and in-process."""
+    if name in _warned:
+        return
+    _warned.add(name)
+    # Compared without the prefix, which every candidate shares.
+    known = {known[len("RELAUNCH_") :]: known for known in [*_BY_ENV, *OTHER_ENV]}
+    close = difflib.get_close_matches(name[len("RELAUNCH_") :], list(known), n=1)
+    hint = f"did you mean {known[close[0]]}?" if close else "see 'relaunch run --help'"
+    log.warning("ignoring unknown environment variable %s (%s)", name, hint)
+
+
+def noise_from_env(environ: Mapping[str, str] | None = None) -> tuple[bool, bool]:
+    """(verbose, quiet) from RELAUNCH_VERBOSE and RELAUNCH_QUIET. Raises ConfigError."""
+    environ = os.environ if environ is None else environ
+    values = []
+    for name in NOISE_ENV:
+        text = environ.get(name, "").strip().lower()
+        if text not in _TRUE | _FALSE:
+            raise ConfigError(f"{name}: expected true or false, got {environ[name]!r}")
+        values.append(text in _TRUE)
+    if all(values):
+        raise ConfigError("RELAUNCH_VERBOSE and RELAUNCH_QUIET cannot both be set")
+    return values[0], values[1]
 
 
 def _apply(settings: Settings, option: Option, value: Any, anchor: str, source: str) -> None:
@@ -264,8 +377,10 @@ def load(
         if option is None:
             if name in OTHER_ENV or name.split("_", 2)[:2] == ["RELAUNCH", "CHANGED"]:
                 continue
-            known = ", ".join(sorted([*_BY_ENV, *OTHER_ENV]))
-            raise ConfigError(f"unknown environment variable {name} (known: {known})")
+            # A warning, not an error: a variable from a newer relaunch, or one meant
+            # for a tool of the same prefix, must not stop the program from starting.
+            _warn_unknown_env(name)
+            continue
         _apply(settings, option, _convert(option, value, name), cwd, name)
 
     for option in OPTIONS:

@@ -152,7 +152,7 @@ class Monitor:
         self.watchset = watchset
         self.on_reload = on_reload
         self.settler = settler or Settler()
-        self.fingerprints: Fingerprints = Fingerprints()
+        self.fingerprints: Fingerprints = Fingerprints(by_mtime=watchset.by_mtime)
         self.clock = clock
         self.modules = modules
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -385,6 +385,7 @@ def _build_watchset(paths: Iterable[str | os.PathLike[str]], cwd: str) -> WatchS
         gitignore=GitIgnore.find(cwd) if settings.gitignore else None,
         bases=[cwd, *(entry.base for entry in entries)],
     )
+    entries += [WatchEntry.touch(text, cwd=anchor) for text, anchor in settings.touch_reload]
     watchset = WatchSet(entries=entries, rules=rules, watch_installed=settings.watch_installed)
     watchset.set_excluded_roots(_excluded_roots())
     return watchset
@@ -474,6 +475,16 @@ def _reexec(cwd: str, changed: Sequence[str]) -> NoReturn:
     os.execv(argv[0], argv)
 
 
+def _check_interval(seconds: float) -> None:
+    """A polling interval the watcher can use: finite and in the options' range."""
+    from .config import ConfigError, check_number
+
+    try:
+        check_number("poll_interval", seconds, "check_interval")
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def start(
     *,
     check_interval: float | None = None,
@@ -491,9 +502,14 @@ def start(
     else.
 
     Under ``relaunch run`` the supervisor reloads the program: this only hands it
-    ``watch``. Raises FileNotFoundError for a ``watch`` path that does not exist.
+    ``watch``. Raises FileNotFoundError for a ``watch`` path that does not exist,
+    ValueError for a ``watch`` glob that is not one ('[z-a]'), and
+    ValueError for a ``check_interval`` outside 0.01 to 3600 seconds (or not finite).
     """
     global _monitor
+    for interval in (check_interval, _poll_interval):
+        if interval is not None:
+            _check_interval(interval)
     if _under_relaunch():
         log.debug("relaunch.start(): running under relaunch run, which does the reloading")
         paths = [os.fspath(p) for p in watch]

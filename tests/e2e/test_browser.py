@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from ..netcheck import has_ipv6_loopback
+from .flaskshop import make_shop
 from .harness import Relaunch, wait_until, write
 from .test_serve import free_port, wait_body
 
@@ -189,4 +190,29 @@ def test_django_project_template_and_css_edits_refresh_the_page_without_watch_fl
     template = site / "shop" / "templates" / "shop" / "index.html"
     write(template, SHOP_INDEX.replace("template=1", "template=2"))
     wait_until(lambda: heading(page) == "shop template=2", what="the page to show the template")
+    assert r.err.count("reload #") == 0
+
+
+def test_flask_blueprint_template_and_css_edits_refresh_the_page_without_w(
+    tmp_path: Path, relaunch: Start, page: Any
+) -> None:
+    pytest.importorskip("flask")
+    shop = make_shop(tmp_path)
+    port = free_port()
+    r = relaunch(["serve", "shop:create_app", "--port", str(port)], tmp_path)
+    wait_body(port, "blog v1", "/blog")
+    page.goto(f"http://127.0.0.1:{port}/blog")
+    color = "getComputedStyle(document.querySelector('#v')).color"
+    wait_until(lambda: page.evaluate(color) == "rgb(255, 0, 0)")
+    listening(page)
+    write(
+        shop / "blog" / "templates" / "blog" / "page.html",
+        (shop / "blog" / "templates" / "blog" / "page.html").read_text().replace("v1", "v2"),
+    )
+    wait_until(lambda: heading(page) == "blog v2", what="the page to show the new template")
+    listening(page)
+    page.evaluate("window.__marker = 'same page'")  # gone if the page reloads
+    write(shop / "blog" / "static" / "blog.css", "h1 { color: rgb(0, 0, 255) }\n")
+    wait_until(lambda: page.evaluate(color) == "rgb(0, 0, 255)", what="the new style")
+    assert page.evaluate("window.__marker") == "same page"
     assert r.err.count("reload #") == 0

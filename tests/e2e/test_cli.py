@@ -49,6 +49,25 @@ def run_cli(
         ),
         (["run", "--on-exit", "sometimes", "--", "true"], "invalid choice: 'sometimes'"),
         (["run", "--grace", "soon", "--", "true"], "invalid float value: 'soon'"),
+        # Every number finite and in its range (these crashed, hung or killed at once).
+        (["run", "--grace", "inf", "--", "true"], "--grace: inf is out of range (0 to 3600"),
+        (["run", "--grace", "1e300", "--", "true"], "--grace: 1e+300 is out of range"),
+        (["run", "--grace", "nan", "--", "true"], "--grace: nan is out of range"),
+        (["run", "--settle", "99999999999", "--", "true"], "--settle: 99999999999 is out"),
+        (["run", "--poll-interval", "inf", "--", "true"], "--poll-interval: inf is out"),
+        (["run", "--preflight-timeout", "-5", "--", "true"], "--preflight-timeout: -5.0 is"),
+        (["watch", "--settle-max", "1e9", "--exec", "true"], "invalid int value"),
+        (["watch", "--poll-interval", "0", "--exec", "true"], "--poll-interval: 0.0 is out"),
+        (["serve", "app:app", "--workers", "0"], "--workers: 0 is out of range"),
+        (["watch", "--pid", "99999999999999"], "--pid 99999999999999 is not a process id"),
+        (["serve", "app:app", "--port", "70000"], "--port: 70000 is out of range (0 to 65535)"),
+        # A glob that is none, refused before the program starts.
+        (["run", "-i", "**/[z-a]", "--", "true"], "--ignore: '**/[z-a]' is not a valid glob"),
+        (["run", "-w", "[9-0]*.py", "--", "true"], "--watch: '[9-0]*.py' is not a valid glob"),
+        (
+            ["watch", "--python", "/nonexistent", "--preflight", "app:app", "--exec", "true"],
+            "--python /nonexistent: no such interpreter",
+        ),
         (["run", "--", PY, "-Z", "app.py"], "unknown Python option: -Z"),
         ([], "the following arguments are required"),
     ],
@@ -69,16 +88,24 @@ def test_user_mistakes_are_one_line_and_exit_2(
         ({"pyproject.toml": "[tool.relaunch\n"}, "is not valid TOML"),
         ({"pyproject.toml": "[tool.relaunch]\nwatchh = ['x']\n"}, "unknown key 'watchh'"),
         ({"pyproject.toml": "[tool.relaunch]\ngrace = 'long'\n"}, "expected a number"),
+        ({"pyproject.toml": "tool = 3\n"}, "'tool' must be a table, got 3"),
+        ({"pyproject.toml": "[tool.relaunch]\ngrace = inf\n"}, "grace: inf is out of range"),
+        ({"pyproject.toml": b"[tool.relaunch]\nwatch = ['\xff']\n"}, "not valid TOML: not UTF-8"),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_2(
-    tmp_path: Path, setup: dict[str, str], message: str
+    tmp_path: Path, setup: dict[str, str | bytes], message: str
 ) -> None:
     for name, text in setup.items():
-        (tmp_path / name).write_text(text)
-    result = run_cli("run", "--", "true", cwd=tmp_path)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
+        if isinstance(text, bytes):
+            (tmp_path / name).write_bytes(text)
+        else:
+            (tmp_path / name).write_text(text)
+    for command in (["run", "--", "true"], ["watch", "--exec", "true"]):
+        result = run_cli(*command, cwd=tmp_path)
+        assert result.returncode == 2
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_unreadable_pyproject_is_reported(tmp_path: Path) -> None:
@@ -92,8 +119,39 @@ def test_unreadable_pyproject_is_reported(tmp_path: Path) -> None:
 def test_bad_environment_variable(tmp_path: Path) -> None:
     result = run_cli("run", "--", "true", cwd=tmp_path, env={"RELAUNCH_POLL": "sometimes"})
     assert result.returncode == 2 and "RELAUNCH_POLL: expected true or false" in result.stderr
-    result = run_cli("run", "--", "true", cwd=tmp_path, env={"RELAUNCH_WATHC": "x"})
-    assert result.returncode == 2 and "unknown environment variable RELAUNCH_WATHC" in result.stderr
+    too_big = "100000000000000000000"
+    for name, value in (("RELAUNCH_SETTLE_MAX", too_big), ("RELAUNCH_GRACE", "nan")):
+        result = run_cli("run", "--", "true", cwd=tmp_path, env={name: value})
+        assert result.returncode == 2 and f"{name}: " in result.stderr
+        assert "out of range" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_environment_variable_is_one_warning_and_the_program_runs(
+    tmp_path: Path,
+) -> None:
+    result = run_cli(
+        "run", "--on-exit", "exit", "--", PY, "-c", "print('ran')",
+        cwd=tmp_path, env={"RELAUNCH_FOO": "1", "RELAUNCH_WATHC": "x"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ran\n"
+    warnings = [line for line in result.stderr.splitlines() if "warning:" in line]
+    assert len(warnings) == 2, result.stderr
+    assert "ignoring unknown environment variable RELAUNCH_FOO" in warnings[0]
+    assert "RELAUNCH_WATHC (did you mean RELAUNCH_WATCH?)" in warnings[1]
+
+
+def test_verbose_and_quiet_have_variables(tmp_path: Path) -> None:
+    command = ["run", "--on-exit", "exit", "--", PY, "-c", "print('ran')"]
+    quiet = run_cli(*command, cwd=tmp_path, env={"RELAUNCH_QUIET": "1"})
+    assert quiet.returncode == 0 and quiet.stdout == "ran\n" and quiet.stderr == ""
+    verbose = run_cli(*command, cwd=tmp_path, env={"RELAUNCH_VERBOSE": "1"})
+    assert verbose.returncode == 0 and "watching 0 file(s)" in verbose.stderr
+    # The command line wins over the environment.
+    loud = run_cli("run", "-v", *command[1:], cwd=tmp_path, env={"RELAUNCH_QUIET": "1"})
+    assert "watching 0 file(s)" in loud.stderr
+    both = run_cli(*command, cwd=tmp_path, env={"RELAUNCH_QUIET": "1", "RELAUNCH_VERBOSE": "1"})
+    assert both.returncode == 2 and "cannot both be set" in both.stderr
 
 
 def test_explain_names_the_deciding_rule(tmp_path: Path) -> None:

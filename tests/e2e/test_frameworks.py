@@ -325,6 +325,20 @@ def test_django_runserver_reloads_view_change_with_warm_restarts(
     assert p.err.count(r"Watching for file changes with (StatReloader|WatchmanReloader)") == 0
 
 
+def test_django_runserver_starts_despite_an_unknown_relaunch_variable(
+    django_project: Path, run: Callable[..., Proc]
+) -> None:
+    """RELAUNCH_FOO=1 in the environment is a warning: runserver still starts and serves."""
+    port = free_port()
+    p = run(
+        [PY, "manage.py", "runserver", f"127.0.0.1:{port}"],
+        django_project,
+        env={"PYTHONUNBUFFERED": "1", "DJANGO_RUNSERVER_HIDE_WARNING": "true", "RELAUNCH_FOO": "1"},
+    )
+    wait_for_body(port, r"value=1 pid=\d+")
+    p.expect("warning: ignoring unknown environment variable RELAUNCH_FOO", stream="err")
+
+
 def test_django_settings_change_does_not_wait_out_the_grace(
     django_project: Path, run: Callable[..., Proc]
 ) -> None:

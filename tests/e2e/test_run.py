@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -116,6 +117,60 @@ def test_interpreter_flags_argv_and_main_semantics_are_kept(app: Path, relaunch:
     r.expect(expected.format(1))
     write(app / "msg.py", "VALUE = 2\n")
     r.expect(expected.format(2))
+
+
+DIR_MAIN = """\
+import os, sys, time
+import helper
+print("main", sys.argv, sys.path[0], __spec__.name, __file__, sys.orig_argv[1:], helper.V,
+      flush=True)
+if "PROBE" not in os.environ:
+    time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize("restart", ["warm", "cold"])
+@pytest.mark.parametrize("kind", ["dir", "pyz"])
+def test_python_dir_and_pyz_run_their_main_as_python_does(
+    tmp_path: Path, relaunch: Start, kind: str, restart: str
+) -> None:
+    """`python DIR` and `python app.pyz` run the __main__.py inside, with the folder or
+    archive as sys.path[0]; a change inside reloads (and nothing reloads before one)."""
+    import zipapp
+
+    src = tmp_path / "app"
+    src.mkdir()
+    (src / "__main__.py").write_text(DIR_MAIN)
+    (src / "helper.py").write_text("V = 1\n")
+    target = "app"
+    if kind == "pyz":
+        target = "app.pyz"
+        zipapp.create_archive(src, tmp_path / "app.pyz")
+
+    done = subprocess.run(
+        [PY, target, "arg"],
+        cwd=tmp_path,
+        env={**os.environ, "PROBE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    expected = done.stdout.strip()
+    r = relaunch(["run", "--restart", restart, "--", PY, target, "arg"])
+    r.expect(re.escape(expected))
+    if kind == "dir":
+        write(src / "helper.py", "V = 2\n")
+        changed = "app/helper.py"
+    else:
+        (src / "helper.py").write_text("V = 2\n")
+        zipapp.create_archive(src, tmp_path / "new.pyz")
+        os.replace(tmp_path / "new.pyz", tmp_path / "app.pyz")  # as a build tool replaces it
+        changed = "app.pyz"
+    r.expect(re.escape(expected[:-1] + "2"))
+    # The first reload is the edit's: none fired at start.
+    r.expect(rf"reload #1: {re.escape(changed)} changed", stream="err")
+    assert "Traceback" not in r.err.text()
 
 
 def test_python_dash_m_runs_package_main(tmp_path: Path, relaunch: Start) -> None:
@@ -391,3 +446,21 @@ def test_same_size_edits_within_one_second_never_run_stale_bytecode(
         write(app / "msg.py", f"VALUE = {n}\n")
         r.expect(rf"value={n}")
     assert (app / "__pycache__").is_dir()  # bytecode was written, and never trusted stale
+
+
+def test_missing_module_elsewhere_on_sys_path_is_waited_for(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    """The module a ModuleNotFoundError names is watched wherever the import looked,
+    not only next to the program's files."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "app" / "main.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(tmp_path / 'lib')!r})\n"
+        "import helper\nprint('helper', helper.X, flush=True)\n"
+    )
+    r = relaunch(["run", "--", PY, "app/main.py"])
+    r.expect("ModuleNotFoundError: No module named 'helper'", stream="err")
+    r.expect("program exited with code 1", stream="err")
+    write(tmp_path / "lib" / "helper.py", "X = 1\n")
+    r.expect("helper 1")

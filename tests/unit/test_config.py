@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -9,13 +10,16 @@ from typing import Any
 import pytest
 
 from relaunch.config import (
+    NUMBERS,
     OPTIONS,
     OTHER_ENV,
     WATCH_OPTIONS,
     ConfigError,
     Settings,
+    check_number,
     find_pyproject,
     load,
+    noise_from_env,
     options_named,
 )
 
@@ -141,10 +145,11 @@ def test_pyproject_without_tool_relaunch(tmp_path: Path) -> None:
         ("[tool.relaunch]\nwatch = {a = 1}\n", "expected a string or a list of strings"),
         ("[tool.relaunch]\non-exit = 'never'\n", "expected one of wait, restart, exit"),
         ("[tool.relaunch]\nsettle = 2000\n", "settle <= settle-max"),
-        ("[tool.relaunch]\nsettle = -1\n", "settle <= settle-max"),
-        ("[tool.relaunch]\npoll-interval = 0\n", "poll-interval must be a positive"),
-        ("[tool.relaunch]\ngrace = -1\n", "grace must be zero or more"),
+        ("[tool.relaunch]\nsettle = -1\n", "settle: -1 is out of range"),
+        ("[tool.relaunch]\npoll-interval = 0\n", "poll-interval: 0.0 is out of range"),
+        ("[tool.relaunch]\ngrace = -1\n", "grace: -1.0 is out of range"),
         ("[tool]\nrelaunch = 3\n", "must be a table"),
+        ("tool = 3\n", "'tool' must be a table, got 3"),
         ("[tool.relaunch\nsettle = 1\n", "is not valid TOML"),
         ("[tool.relaunch]\nsettle = \n", "is not valid TOML"),
     ],
@@ -233,8 +238,6 @@ def test_env_numbers_and_choice(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"RELAUNCH_SETLE": "5"}, "unknown environment variable RELAUNCH_SETLE"),
-        ({"RELAUNCH_": "5"}, "unknown environment variable RELAUNCH_ "),
         ({"RELAUNCH_SETTLE": "1.5"}, "RELAUNCH_SETTLE: expected a whole number"),
         ({"RELAUNCH_SETTLE": "ten"}, "RELAUNCH_SETTLE: expected a whole number"),
         ({"RELAUNCH_GRACE": "soon"}, "RELAUNCH_GRACE: expected a number"),
@@ -371,7 +374,159 @@ def test_variables_that_are_not_options_are_not_errors(tmp_path: Path) -> None:
     }
     assert run_load(tmp_path, environ=environ) == Settings()
     assert "RELAUNCH_PYTHON" in OTHER_ENV
-    with pytest.raises(ConfigError, match="unknown environment variable RELAUNCH_CHANGEDX"):
-        run_load(tmp_path, environ={"RELAUNCH_CHANGEDX": "1"})
-    with pytest.raises(ConfigError, match=r"known: .*RELAUNCH_PYTHON"):
-        run_load(tmp_path, environ={"RELAUNCH_PYTHNO": "1"})
+
+
+def test_access_log_from_every_source_and_only_on_serves_command_line(tmp_path: Path) -> None:
+    import argparse
+
+    from relaunch.subcommands.common import add_settings_options
+
+    assert run_load(tmp_path).access_log is True
+    assert run_load(tmp_path, environ={"RELAUNCH_ACCESS_LOG": "0"}).access_log is False
+    path = write_pyproject(tmp_path / "p", "[tool.relaunch]\naccess-log = false\n")
+    assert run_load(tmp_path, pyproject=path).access_log is False
+    assert run_load(tmp_path, cli={"access_log": True}, pyproject=path).access_log is True
+    serve, run = argparse.ArgumentParser(), argparse.ArgumentParser()
+    add_settings_options(serve, serve=True)
+    add_settings_options(run)
+    assert serve.parse_args(["--no-access-log"]).access_log is False
+    assert run.parse_args([]).access_log is None  # read as "not given"
+    with pytest.raises(SystemExit):
+        run.parse_args(["--no-access-log"])
+
+
+# --- unknown variables are warnings -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("RELAUNCH_FOO", "see 'relaunch run --help'"),
+        ("RELAUNCH_SETLE", "did you mean RELAUNCH_SETTLE?"),
+        ("RELAUNCH_CHANGEDX", "("),  # not RELAUNCH_CHANGED_1..., which relaunch sets
+        ("RELAUNCH_PYTHNO", "did you mean RELAUNCH_PYTHON?"),
+        ("RELAUNCH_", "see 'relaunch run --help'"),
+    ],
+)
+def test_unknown_variable_is_a_warning_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str, hint: str
+) -> None:
+    """An unknown RELAUNCH_* name must not stop relaunch (or runserver) from starting."""
+    caplog.set_level(logging.WARNING, logger="relaunch")
+    settings = run_load(tmp_path, environ={name: "1", "RELAUNCH_GRACE": "2"})
+    assert settings.grace == 2.0
+    warnings = [r.getMessage() for r in caplog.records if name + " " in r.getMessage() + " "]
+    assert len(warnings) == 1, caplog.records
+    assert f"unknown environment variable {name} " in warnings[0] + " " and hint in warnings[0]
+    run_load(tmp_path, environ={name: "1"})  # loaded again (a release swap): no new warning
+    assert len([r for r in caplog.records if name + " " in r.getMessage() + " "]) == 1
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, (False, False)),
+        ({"RELAUNCH_VERBOSE": "1"}, (True, False)),
+        ({"RELAUNCH_QUIET": "yes"}, (False, True)),
+        ({"RELAUNCH_VERBOSE": "0", "RELAUNCH_QUIET": "true"}, (False, True)),
+    ],
+)
+def test_verbose_and_quiet_variables(
+    tmp_path: Path, environ: dict[str, str], expected: tuple[bool, bool]
+) -> None:
+    assert noise_from_env(environ) == expected
+    assert run_load(tmp_path, environ=environ) == Settings()  # known: no warning, no error
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"RELAUNCH_VERBOSE": "loud"}, "RELAUNCH_VERBOSE: expected true or false"),
+        ({"RELAUNCH_VERBOSE": "1", "RELAUNCH_QUIET": "1"}, "cannot both be set"),
+    ],
+)
+def test_verbose_and_quiet_mistakes(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        noise_from_env(environ)
+
+
+# --- every number is finite and in its range ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("grace", float("inf")),
+        ("grace", 1e300),
+        ("grace", float("nan")),
+        ("grace", -1.0),
+        ("settle", 99999999999),
+        ("settle", -1),
+        ("settle_max", 10**20),
+        ("poll_interval", float("inf")),
+        ("poll_interval", 0.0),
+        ("poll_interval", float("-inf")),
+        ("preflight_timeout", -5.0),
+        ("preflight_timeout", float("nan")),
+    ],
+)
+def test_numbers_out_of_range_from_the_command_line(
+    tmp_path: Path, name: str, value: float
+) -> None:
+    flag = "--" + name.replace("_", "-")
+    with pytest.raises(ConfigError, match=f"^{flag}: .* is out of range \\(") as info:
+        run_load(tmp_path, cli={name: value})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RELAUNCH_SETTLE_MAX", "100000000000000000000"),
+        ("RELAUNCH_GRACE", "inf"),
+        ("RELAUNCH_GRACE", "nan"),
+        ("RELAUNCH_POLL_INTERVAL", "1e400"),
+        ("RELAUNCH_PREFLIGHT_TIMEOUT", "-5"),
+    ],
+)
+def test_numbers_out_of_range_from_the_environment(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^{variable}: .* is out of range"):
+        run_load(tmp_path, environ={variable: value})
+
+
+@pytest.mark.parametrize(
+    "line", ["grace = inf", "grace = nan", "grace = 1e300", "settle-max = 99999999999999"]
+)
+def test_numbers_out_of_range_from_pyproject(tmp_path: Path, line: str) -> None:
+    path = write_pyproject(tmp_path, f"[tool.relaunch]\n{line}\n")
+    key = line.split(" ")[0]
+    with pytest.raises(ConfigError, match=f"^{path}: \\[tool.relaunch\\] {key}: .* out of range"):
+        run_load(tmp_path, pyproject=path)
+
+
+def test_every_number_option_has_a_range_and_its_ends_are_accepted(tmp_path: Path) -> None:
+    numbers = [o for o in OPTIONS if o.kind in ("int", "float")]
+    assert numbers and all(o.name in NUMBERS for o in numbers)
+    for option in numbers:
+        bounds = NUMBERS[option.name]
+        assert bounds.low <= option.default <= bounds.high
+        for value in (bounds.low, bounds.high):
+            kind = int if option.kind == "int" else float
+            cli = {option.name: kind(value)}
+            if option.name == "settle":
+                cli["settle_max"] = NUMBERS["settle_max"].high
+            if option.name == "settle_max":
+                cli["settle"] = 0
+            assert getattr(run_load(tmp_path, cli=cli), option.name) == value
+    check_number("port", 0, "--port")
+    with pytest.raises(ConfigError, match="--workers: 0 is out of range"):
+        check_number("workers", 0, "--workers")
+
+
+def test_non_utf8_pyproject_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_bytes(b"[tool.relaunch]\nwatch = ['\xff\xfe']\n")
+    with pytest.raises(ConfigError, match="is not valid TOML: not UTF-8"):
+        run_load(tmp_path, pyproject=str(path))

@@ -13,6 +13,7 @@ from relaunch.autoreload import wrapper_argv
 from relaunch.command import Command, PythonInvocation
 from relaunch.inprocess import Monitor, module_files, reexec_argv
 from relaunch.integrations import child_environment
+from relaunch.integrations.flask import IMPORT_HOOKS_ENV, WERKZEUG_HOOK
 from relaunch.run.backoff import Backoff
 from relaunch.watch.settle import Settler
 from relaunch.watch.watchset import WatchSet
@@ -171,14 +172,19 @@ def test_monitor_reloads_at_once_when_asked_after_a_long_run() -> None:
     assert reloads == [[]]
 
 
+MAIN = ["-m", "relaunch.autoreload_main"]  # runs the program as tornado's wrapper does
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["app.py", "--port", "1"], ["run", "--", PY, "-u", "app.py", "--port", "1"]),
-        (["-m", "pkg.tests", "-v"], ["run", "--", PY, "-u", "-m", "pkg.tests", "-v"]),
+        (["app.py", "--port", "1"], ["run", "--", PY, "-u", *MAIN, "app.py", "--port", "1"]),
+        (["-m", "pkg.tests", "-v"], ["run", "--", PY, "-u", *MAIN, "-m", "pkg.tests", "-v"]),
+        (["-mpkg", "-v"], ["run", "--", PY, "-u", *MAIN, "-m", "pkg", "-v"]),
+        (["app", "-m", "x"], ["run", "--", PY, "-u", *MAIN, "app", "-m", "x"]),
         (
             ["--until-success", "t.py"],
-            ["run", "--on-exit", "exit", "--", PY, "-u", "t.py"],
+            ["run", "--on-exit", "exit", "--", PY, "-u", *MAIN, "t.py"],
         ),
     ],
 )
@@ -196,18 +202,26 @@ def _python(mode: str, target: str, *args: str) -> Command:
     return Command(argv, PY, PythonInvocation(PY, (), mode, target, args))
 
 
+def _framework_env(command: Command) -> dict[str, str]:
+    # Every Python program gets the Werkzeug hook (tested in test_flask_apps.py).
+    env = child_environment(command)
+    if command.python is not None:
+        assert env.pop(IMPORT_HOOKS_ENV) == f"werkzeug.serving={WERKZEUG_HOOK}"
+    return env
+
+
 def test_child_environment_dispatches_per_framework() -> None:
-    assert child_environment(_python("script", "manage.py", "runserver", "8000")) == {
+    assert _framework_env(_python("script", "manage.py", "runserver", "8000")) == {
         "RUN_MAIN": "true"
     }
-    assert child_environment(_python("script", "manage.py", "runserver", "--noreload")) == {}
-    assert child_environment(_python("script", "manage.py", "migrate")) == {}
-    assert child_environment(_python("script", "/venv/bin/flask", "run")) == {
+    assert _framework_env(_python("script", "manage.py", "runserver", "--noreload")) == {}
+    assert _framework_env(_python("script", "manage.py", "migrate")) == {}
+    assert _framework_env(_python("script", "/venv/bin/flask", "run")) == {
         "FLASK_RUN_RELOAD": "false"
     }
-    assert child_environment(_python("module", "flask", "run")) == {"FLASK_RUN_RELOAD": "false"}
-    assert child_environment(_python("script", "app.py")) == {}
-    assert child_environment(Command(("make",), "/usr/bin/make")) == {}
+    assert _framework_env(_python("module", "flask", "run")) == {"FLASK_RUN_RELOAD": "false"}
+    assert _framework_env(_python("script", "app.py")) == {}
+    assert _framework_env(Command(("make",), "/usr/bin/make")) == {}
 
 
 def test_django_supervisor_command_keeps_flags_and_maps_verbosity() -> None:
@@ -227,3 +241,36 @@ def test_public_watch_stays_a_function_after_the_watch_package_is_imported() -> 
 
     assert callable(relaunch.watch)
     assert isinstance(sys.modules["relaunch.watch"], types.ModuleType)
+
+
+@pytest.mark.parametrize("interval", [float("inf"), float("nan"), 0.0, -1.0, 1e300])
+def test_start_refuses_a_polling_interval_it_cannot_use(interval: float) -> None:
+    """A non-finite or absurd interval would kill the watcher thread: no reloads, silently."""
+    import relaunch.inprocess as inprocess
+
+    with pytest.raises(ValueError, match=r"check_interval: .* is out of range"):
+        inprocess.start(check_interval=interval)
+    assert inprocess.monitor() is None
+
+
+def test_autoreload_environment_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What one wrapped run leaves is what the next starts with: set, changed and removed
+    variables, undecodable bytes included; relaunch's own plumbing stays the new run's."""
+    from relaunch.autoreload_main import load_environment, save_environment
+
+    path = str(tmp_path / "environ")
+    assert load_environment(path) is False
+    monkeypatch.setenv("KEPT", "a=b")  # '=' in a value
+    monkeypatch.setenv("ODD", os.fsdecode(b"\xff\xfe"))
+    monkeypatch.setenv("_RELAUNCH_RUN", "old-token")
+    monkeypatch.delenv("ADDED_LATER", raising=False)
+    save_environment(path)
+    monkeypatch.setenv("KEPT", "changed")
+    monkeypatch.setenv("ADDED_LATER", "x")
+    monkeypatch.delenv("ODD")
+    monkeypatch.setenv("_RELAUNCH_RUN", "new-token")
+    assert load_environment(path) is True
+    assert os.environ["KEPT"] == "a=b"
+    assert os.fsencode(os.environ["ODD"]) == b"\xff\xfe"
+    assert "ADDED_LATER" not in os.environ
+    assert os.environ["_RELAUNCH_RUN"] == "new-token"

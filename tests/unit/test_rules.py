@@ -319,6 +319,22 @@ def test_gitignore_undecodable_file_is_skipped(repo: Path) -> None:
     assert GitIgnore(str(repo)).reason(str(repo / "app.log")) is None
 
 
+def test_gitignore_invalid_pattern_matches_nothing_and_keeps_the_numbering(repo: Path) -> None:
+    """As in git: a line that is no pattern ('[z-a]') matches nothing; the rest apply."""
+    (repo / ".gitignore").write_text("*.log\n[z-a]\nbuild/\n")
+    gitignore = GitIgnore(str(repo))
+    assert gitignore.reason(str(repo / "app.log")) == ".gitignore (pattern 1)"
+    assert gitignore.reason(str(repo / "z")) is None
+    assert gitignore.reason(str(repo / "build"), is_dir=True) == ".gitignore (pattern 3)"
+
+
+@pytest.mark.parametrize("pattern", ["**/[z-a]", "[z-a].py", "src/[9-0]*/x"])
+def test_invalid_glob_is_refused_when_made(pattern: str) -> None:
+    """Refused at start (--ignore, --watch), not on the first path the watcher sees."""
+    with pytest.raises(ValueError, match=r"is not a valid glob \(bad character range"):
+        Glob(pattern, "/proj")
+
+
 # --- IgnoreRules ------------------------------------------------------------------------
 
 

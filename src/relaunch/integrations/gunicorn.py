@@ -55,6 +55,7 @@ __all__ = [
     "PROBE",
     "GunicornDriver",
     "GunicornInfo",
+    "asks_for_reload",
     "driver_for",
     "gunicorn_argv",
     "probe_argv",
@@ -301,6 +302,13 @@ class GunicornDriver(Driver):
         return done
 
 
+def asks_for_reload(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """True if gunicorn's own reloader is asked for on its command line or in
+    ``GUNICORN_CMD_ARGS``."""
+    extra = environ.get("GUNICORN_CMD_ARGS", "").split()
+    return any(arg == "--reload" for arg in (*argv[1:], *extra))
+
+
 def driver_for(
     command: Command, *, preflight: bool = True, preflight_timeout: float = 60.0
 ) -> GunicornDriver | None:
@@ -308,6 +316,11 @@ def driver_for(
     argv = gunicorn_argv(command)
     if argv is None or command.python is None:
         return None
+    if asks_for_reload(argv, os.environ):
+        log.warning(
+            "gunicorn --reload restarts its workers by itself on every change, beside "
+            "relaunch's graceful reloads (after preflight): drop --reload under relaunch"
+        )
     return GunicornDriver(
         argv,
         command.python.interpreter,

@@ -57,7 +57,7 @@ class Monitor:
         self.watchset = watchset
         self.on_change = on_change
         self.settler = Settler(quiet=settle_ms / 1000, max_wait=settle_max_ms / 1000)
-        self.fingerprints = Fingerprints()
+        self.fingerprints = Fingerprints(by_mtime=watchset.by_mtime)
         self.events: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
         self.watcher = Watcher(self.events.put, poll=poll, poll_interval=poll_interval)
         self.links: set[str] = set()
@@ -108,7 +108,7 @@ class Monitor:
                 relevant.extend(self._swapped(path))
             elif path in self.fingerprints or self.watchset.matches(path):
                 relevant.append(path)
-            elif os.path.isdir(path) and not self.watchset.rules.reason(path, is_dir=True):
+            elif os.path.isdir(path) and not self.watchset.ignores_folder(path):
                 with self._lock:
                     self.watchset.invalidate_tree()
                 self.refresh()

@@ -127,6 +127,11 @@ class Channel:
     def trigger_reload(self) -> None:
         self.send({"t": "reload"})
 
+    def report_failure(self, exc: BaseException, *, brief: bool = False) -> None:
+        """For a program that catches its own start-up failure (``relaunch serve``'s
+        worker): the same report a crash gives; ``brief`` leaves out the traceback."""
+        report_failure(self, exc, brief=brief)
+
     def add_reload_hook(self, fn: Callable[[], object]) -> None:
         self.hooks.append(fn)
         self._start_listening()
@@ -198,8 +203,13 @@ class ReportingFinder:
     before it runs, so a module that then fails (SyntaxError) is watched too.
     """
 
-    def __init__(self, report: Callable[[str, str], None]) -> None:
+    def __init__(
+        self,
+        report: Callable[[str, str], None],
+        hooks: dict[str, Callable[[Any], None]] | None = None,
+    ) -> None:
         self.report = report  # called with (module name, absolute file path)
+        self.hooks = hooks or {}  # module name -> called with the module once it ran
         self.local = threading.local()
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
@@ -216,7 +226,10 @@ class ReportingFinder:
                 spec = find(name, path, target)
                 if spec is not None:
                     if spec.has_location and isinstance(spec.origin, str):
-                        self.report(name, os.path.abspath(spec.origin))
+                        self.report(name, _source_file(spec))
+                    hook = self.hooks.pop(name, None)
+                    if hook is not None and spec.loader is not None:
+                        spec.loader = _HookedLoader(spec.loader, hook)
                     return spec
             return None
         finally:
@@ -224,6 +237,94 @@ class ReportingFinder:
 
     def invalidate_caches(self) -> None:
         pass
+
+
+class _HookedLoader:
+    """Runs a module with its own loader, then calls a hook with it; leaves no trace
+    of itself on the module."""
+
+    def __init__(self, loader: Any, hook: Callable[[Any], None]) -> None:
+        self.loader = loader
+        self.hook = hook
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        module.__loader__ = self.loader
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        _run_hook(self.hook, module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+
+def _run_hook(hook: Callable[[Any], None], module: Any) -> None:
+    try:
+        hook(module)
+    except Exception as exc:  # a hook is a convenience: never the program's failure
+        sys.stderr.write(f"[relaunch] warning: integration hook for {module.__name__}: {exc}\n")
+
+
+_HOOKS_ENV = "_RELAUNCH_IMPORT_HOOKS"
+
+
+def _import_hooks() -> dict[str, Callable[[Any], None]]:
+    """``_RELAUNCH_IMPORT_HOOKS``: ``MODULE=FILE`` entries (os.pathsep between them).
+    Each FILE (standard library only, like this one) is loaded by path, and its
+    ``after_import(module)`` called once MODULE has run in this process."""
+    hooks: dict[str, Callable[[Any], None]] = {}
+    listed = os.environ.get(_HOOKS_ENV, "")
+    if not listed:
+        return hooks
+    import importlib.util
+
+    for entry in listed.split(os.pathsep):
+        name, _, path = entry.partition("=")
+        if not name or not os.path.isfile(path):
+            continue
+        spec = importlib.util.spec_from_file_location(
+            "_relaunch_hook_" + name.replace(".", "_"), path
+        )
+        if spec is None or spec.loader is None:
+            continue
+        hook_module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(hook_module)
+        except Exception as exc:
+            sys.stderr.write(f"[relaunch] warning: cannot load {path}: {exc}\n")
+            continue
+        after = getattr(hook_module, "after_import", None)
+        if callable(after):
+            hooks[name] = after
+    return hooks
+
+
+def _source_file(spec: Any) -> str:
+    """The file to watch for a module: its own, or the archive holding it (a module
+    imported from ``app.pyz`` or an egg has an origin inside the zip, no file of its own)."""
+    origin = os.path.abspath(str(spec.origin))
+    archive = getattr(spec.loader, "archive", None)
+    if isinstance(archive, str) and not os.path.exists(origin):
+        return os.path.abspath(archive)
+    return origin
+
+
+def runs_main_of(target: str) -> bool:
+    """True when ``python TARGET`` runs TARGET's ``__main__.py``: a folder or a zip archive
+    (``app.pyz``). CPython decides with the path hooks, as here: one that accepts TARGET
+    as a sys.path entry makes it one."""
+    for hook in sys.path_hooks:
+        try:
+            hook(target)
+        except ImportError:
+            continue
+        except OSError:
+            return False
+        return True
+    return False
 
 
 def _excluded_roots() -> list[str]:
@@ -252,6 +353,42 @@ def _excluded_roots() -> list[str]:
 def installed_roots() -> list[str]:
     """What ``bootstrap.py --roots`` reports, for the interpreter running this."""
     return _excluded_roots()
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in out):
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
+def _missing_module_places(exc: BaseException) -> list[list[Any]]:
+    """Where each module a ModuleNotFoundError of the chain says is missing would be
+    found, were it created: ``NAME.py`` and ``NAME/__init__.py`` in every folder the
+    import searched (its parent package's, else sys.path), outside the standard library
+    and installed packages. As ``mods`` entries, each seen missing (mtime -1): one
+    created before the supervisor looks is then a change, as an edit made while a
+    module loaded is. Watching them lets the program start once the module appears
+    (``relaunch serve nosuchmod:app``, an import of a module not written yet)."""
+    roots = tuple(root.rstrip(os.sep) + os.sep for root in _excluded_roots())
+    places: list[list[Any]] = []
+    for error in _chain(exc):
+        name = getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None
+        if not isinstance(name, str) or not name:
+            continue
+        parent, _, last = name.rpartition(".")
+        package = sys.modules.get(parent) if parent else None
+        search = getattr(package, "__path__", None) or [] if parent else sys.path
+        for folder in list(search):
+            if not isinstance(folder, str):
+                continue
+            folder = os.path.abspath(folder or os.curdir)
+            if os.path.isdir(folder) and not (folder + os.sep).startswith(roots):
+                places.append([name, os.path.join(folder, last + ".py"), -1])
+                places.append([name, os.path.join(folder, last, "__init__.py"), -1])
+    return places
 
 
 def _traceback_files(exc: BaseException) -> list[str]:
@@ -340,7 +477,12 @@ def prepare(mode: str, target: str, args: list[str], entry: str = __file__) -> N
     entry = os.path.abspath(entry)
     original_argv = _original_argv(mode, target, args, entry)
     safe_path = getattr(sys.flags, "safe_path", False)
-    if mode == "script":
+    as_entry = mode == "script" and runs_main_of(target)
+    if as_entry:
+        # The folder or archive itself is sys.path[0], even with -P (as CPython does).
+        sys.argv = [target, *args]
+        first = os.path.abspath(target)
+    elif mode == "script":
         sys.argv = [target, *args]
         first = _script_dir(target)
     elif mode == "module":
@@ -349,7 +491,7 @@ def prepare(mode: str, target: str, args: list[str], entry: str = __file__) -> N
     else:
         sys.argv = ["-c" if mode == "code" else "-", *args]
         first = ""
-    if safe_path:
+    if safe_path and not as_entry:
         if sys.path and sys.path[0] == _script_dir(entry):
             del sys.path[0]
     elif sys.path and sys.path[0] == _script_dir(entry):
@@ -362,7 +504,14 @@ def prepare(mode: str, target: str, args: list[str], entry: str = __file__) -> N
 
 def run(mode: str, target: str) -> None:
     """Run the program as ``__main__``. Exceptions propagate to the caller."""
-    if mode == "script":
+    if mode == "script" and runs_main_of(target):
+        import runpy
+
+        _fresh_main()
+        # What CPython runs for `python DIR` or `python app.pyz` (prepare() put TARGET
+        # first on sys.path): its __main__.py, with __spec__.name "__main__".
+        runpy._run_module_as_main("__main__", alter_argv=False)  # type: ignore[attr-defined]
+    elif mode == "script":
         with open(target, "rb") as f:
             source = f.read()
         path = os.path.abspath(target)  # as CPython 3.9+ sets __main__.__file__
@@ -398,14 +547,19 @@ def install(channel: Channel, *, report_loaded: bool = True) -> None:
     # Keep this file's module alive once the program's __main__ replaces it.
     module.bootstrap = sys.modules.get("__main__")
     sys.modules[_CHANNEL_MODULE] = module
-    sys.meta_path.insert(0, ReportingFinder(channel.report_module))
+    hooks = _import_hooks()
+    for name in list(hooks):
+        if name in sys.modules:  # preloaded (a warm start's zygote imported it)
+            _run_hook(hooks.pop(name), sys.modules[name])
+    sys.meta_path.insert(0, ReportingFinder(channel.report_module, hooks))
     if report_loaded:
         channel.report_loaded()
 
 
 def execute(channel: Channel, mode: str, target: str) -> int:
     """Run the program, report a crash's files, and return the exit status."""
-    if mode == "script" and os.path.exists(target):
+    if mode == "script" and os.path.isfile(target):
+        # A script, or an archive whose __main__.py the finder reports as the archive.
         channel.report_module("__main__", os.path.abspath(target))
     channel.send({"t": "running"})
     try:
@@ -422,18 +576,25 @@ def execute(channel: Channel, mode: str, target: str) -> int:
     return 0
 
 
-def report_failure(channel: Channel, exc: BaseException) -> None:
-    """Tell the supervisor the files of a crash (to watch) and what happened (to show)."""
+def report_failure(channel: Channel, exc: BaseException, *, brief: bool = False) -> None:
+    """Tell the supervisor the files of a crash (to watch) and what happened (to show).
+
+    ``brief``: a mistake told in one sentence (no traceback to show)."""
     import traceback
 
     channel.report_loaded()
     channel.send_paths("failed", _traceback_files(exc))
-    trimmed = _user_traceback(exc)
-    text = "".join(traceback.format_exception(type(trimmed), trimmed, trimmed.__traceback__))
+    channel.send_paths("mods", _missing_module_places(exc))
+    summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    text = ""
+    if not brief:
+        trimmed = _user_traceback(exc)
+        text = "".join(traceback.format_exception(type(trimmed), trimmed, trimmed.__traceback__))
     text = text[-_MAX_TRACEBACK:]
     for start in range(0, len(text), _TRACEBACK_CHUNK):
         channel.send({"t": "tb", "text": text[start : start + _TRACEBACK_CHUNK]})
-    summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    if brief:
+        summary = str(exc)
     path, line = _failure_location(exc)
     channel.send({"t": "error", "summary": summary[:2000], "file": path, "line": line})
 
@@ -451,10 +612,12 @@ def _failure_location(exc: BaseException) -> tuple[str, int]:
         tb = tb.tb_next
     for path, line in reversed(frames):
         full = os.path.abspath(path)
-        if not path.startswith("<") and not full.startswith(roots) and full != _HERE:
+        if not path.startswith("<") and not full.startswith(roots) and not _is_plumbing(path):
             return full, line
-    if frames:
-        return os.path.abspath(frames[-1][0]), frames[-1][1]
+    # No frame of the program's own: the innermost one that is not relaunch's.
+    for path, line in reversed(frames):
+        if not _is_plumbing(path) and not path.startswith("<"):
+            return os.path.abspath(path), line
     return "", 0
 
 

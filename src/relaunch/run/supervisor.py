@@ -107,7 +107,7 @@ class Supervisor:
         self.on_exit = on_exit
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.settler = Settler(quiet=settle_ms / 1000, max_wait=settle_max_ms / 1000)
-        self.fingerprints = Fingerprints()
+        self.fingerprints = Fingerprints(by_mtime=watchset.by_mtime)
         # A file being written in place is waited for no longer than a batch may settle.
         self.watcher = Watcher(
             self._on_paths,
@@ -289,6 +289,8 @@ class Supervisor:
             if (
                 changed
                 and self.frontend is not None
+                # A --touch-reload file asks for a restart, whatever kind of file it is.
+                and not any(self.watchset.by_mtime(p) for p in changed)
                 and self.frontend.handle_change(changed, self.watchset.imported)
             ):
                 log.info("%s changed: pages refreshed, no restart needed", _names(changed))
@@ -366,7 +368,7 @@ class Supervisor:
                     self._mark_watch_dirty()
                 relevant.append(path)
                 continue
-            if self.watchset.rules.reason(path, is_dir=True):
+            if self.watchset.ignores_folder(path):
                 continue  # __pycache__, .git, logs...: nothing relaunch reacts to
             if folder or any(is_within(f, path) for f in self.watchset.imported):
                 # A folder appeared, vanished or moved: re-walk, re-check what it held.
@@ -396,7 +398,7 @@ class Supervisor:
             self.watchset.adopt(fresh)
         # Paths through the link now name other files: compare nothing with the old ones
         # (a server's new workers report them with the new release's times).
-        self.fingerprints = Fingerprints()
+        self.fingerprints = Fingerprints(by_mtime=self.watchset.by_mtime)
         # What the program still reports from the old release (until it restarts, or a
         # server's workers roll over) is not watched.
         self._left_releases.add(old)
@@ -513,8 +515,12 @@ class Supervisor:
             self._failed_files.update(p for p in message.paths if self.watchset.matches(p))
         elif message.kind == "running" and current:
             self.state = "running"
-            self._report_up()
+            if self.frontend is None:
+                self._report_up()
         elif message.kind == "ready" and current and self.frontend is not None:
+            # A served app is up once it serves, not when its process started: a load
+            # failure then prints its error and no "up" line.
+            self._report_up()
             self.frontend.child_ready()
         elif message.kind == "loaded" and current and self.frontend is not None:
             self._take_over()
@@ -752,6 +758,7 @@ class Supervisor:
                 self.frontend.child_failed(Failure(summary="The app exited (code 0)"))
             return
         self.state = "failed"
+        self._pending_report = None  # it never came up: its error says why
         if code is None:
             how = "exited (status unknown: the warm-start process that forked it died)"
         elif code < 0:
@@ -768,7 +775,12 @@ class Supervisor:
             log.info("%s changed while the program loaded: trying again", _names(moved))
             self._changed_unseen(moved)
             return
-        log.error("program %s%s; waiting for a change (or press Enter)", how, extra)
+        if self._failure.summary and not self._failure.traceback:
+            # A mistake the program told in one sentence (relaunch serve's APP): that
+            # sentence is the whole story.
+            log.error("%s; waiting for a change (or press Enter)", self._failure.summary)
+        else:
+            log.error("program %s%s; waiting for a change (or press Enter)", how, extra)
         if self.frontend is not None:
             if not self._failure.summary:
                 self._failure.summary = f"The app {how}"

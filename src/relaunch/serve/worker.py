@@ -19,84 +19,26 @@ once they are between requests (without ``--handoff``: closes them), and exits.
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import logging
 import os
 import signal
 import socket
-import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from ..integrations.django import devserver as django_devserver
+from . import accesslog, appload
+from .appload import AppError
 from .handoff import Link
 from .inject import ASGIInjector, WSGIInjector, script
 
-__all__ = ["app_kind", "load_app", "main"]
+__all__ = ["main"]
 
 log = logging.getLogger("relaunch.serve")
 
 # After SIGTERM, how long a connection that was accepted but has sent nothing yet may
 # take to send its request before it is closed.
 FRESH_WAIT = 2.0
-
-
-class AppError(Exception):
-    """APP does not name a usable application."""
-
-
-def load_app(spec: str) -> Any:
-    """Import ``module:attr``, ``path/to/file.py:attr`` or ``module:factory()``.
-
-    Without ``:attr``, the module's ``app`` or ``application`` is used.
-    """
-    target, _, attr = spec.partition(":")
-    if target.endswith(".py") or os.sep in target:
-        path = os.path.abspath(target)
-        if not os.path.isfile(path):
-            raise AppError(f"no such file: {target}")
-        # Import it by name from its folder, as `python file.py` would find its siblings.
-        sys.path.insert(0, os.path.dirname(path))
-        target = os.path.splitext(os.path.basename(path))[0]
-    module = importlib.import_module(target)
-    call = attr.endswith("()")
-    names = [attr.removesuffix("()")] if attr else ["app", "application"]
-    for name in names:
-        obj: Any = module
-        try:
-            for part in name.split("."):
-                obj = getattr(obj, part)
-        except AttributeError:
-            continue
-        if call:
-            obj = obj()
-        if not callable(obj) and app_kind(obj) != "tornado":
-            raise AppError(f"{spec} is not callable")
-        return obj
-    raise AppError(f"module {target!r} has no attribute {' or '.join(map(repr, names))}")
-
-
-def app_kind(app: Any) -> str:
-    """ "tornado" for a tornado application (an ``HTTPServerConnectionDelegate``), else
-    "asgi" or "wsgi" from the call signature: (scope, receive, send) is ASGI."""
-    if "tornado.httputil" in sys.modules:  # only a program that imported tornado has one
-        from .tornado_app import is_tornado_app
-
-        if is_tornado_app(app):
-            return "tornado"
-    call = app if inspect.isfunction(app) or inspect.ismethod(app) else type(app).__call__
-    if inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(app):
-        return "asgi"
-    try:
-        parameters = [
-            p
-            for p in inspect.signature(app).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-    except (TypeError, ValueError):
-        return "wsgi"
-    return "asgi" if len(parameters) == 3 else "wsgi"
 
 
 def _notify(kind: str) -> None:
@@ -250,7 +192,9 @@ def serve_wsgi(app: Any, sock: socket.socket, *, threads: int, link: Link | None
     server.task_dispatcher.shutdown()
 
 
-def serve_asgi(app: Any, sock: socket.socket, link: Link | None = None) -> None:
+def serve_asgi(
+    app: Any, sock: socket.socket, link: Link | None = None, *, access_log: bool = False
+) -> None:
     try:
         import uvicorn
     except ImportError:
@@ -259,6 +203,8 @@ def serve_asgi(app: Any, sock: socket.socket, link: Link | None = None) -> None:
         ) from None
     from . import asgi_handoff
 
+    if access_log:  # uvicorn's own request lines, without its start-up chatter
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     asgi_handoff.run(uvicorn, app, sock, link, _notify_ready)
 
 
@@ -268,6 +214,37 @@ def _prepare(app: Any) -> None:
     if jinja_env is not None and hasattr(app, "config"):
         app.config["TEMPLATES_AUTO_RELOAD"] = True
         jinja_env.auto_reload = True
+    from ..integrations.flask import app_folders
+
+    folders = app_folders(app)
+    if folders:
+        import relaunch
+
+        # Their edits refresh open pages; the app itself does not restart for them.
+        relaunch.watch(*folders)
+
+
+def _load(text: str) -> appload.Loaded:
+    """The app APP names; a mistake in APP ends the process (see :func:`_give_up`)."""
+    try:
+        return appload.load(appload.parse(text, cwd=os.getcwd()))
+    except AppError as exc:
+        _give_up(exc)
+
+
+def _give_up(exc: AppError) -> NoReturn:
+    """Report a mistake as a failed start (the error page, the files that may fix it
+    watched) in one line, no traceback, and exit."""
+    import relaunch
+
+    if exc.watch:
+        relaunch.watch(*exc.watch)
+    channel = relaunch._channel()
+    if channel is None:
+        log.error("%s", exc)
+    else:  # the supervisor says it, once
+        channel.report_failure(exc, brief=True)
+    raise SystemExit(2) from None
 
 
 def _with_live_reload(app: Any, kind: str, snippet: bytes) -> Any:
@@ -282,17 +259,6 @@ def _with_live_reload(app: Any, kind: str, snippet: bytes) -> Any:
         # First, so that it sees the page before tornado's gzip transform compresses it.
         transforms.insert(0, live_reload_transform(snippet))
     return app
-
-
-def _log_to_stderr() -> None:
-    """relaunch's own lines only: the root logger stays the app's (a handler there
-    printed every line of Django's loggers, which propagate, a second time)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("[relaunch] %(message)s"))
-    own = logging.getLogger("relaunch")
-    own.handlers[:] = [handler]
-    own.setLevel(logging.INFO)
-    own.propagate = False
 
 
 def _fork_workers(count: int) -> list[int]:
@@ -315,15 +281,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--live-reload", default="", metavar="PORT:TOKEN")
     parser.add_argument("--handoff", default="", metavar="PATH")
+    parser.add_argument("--access-log", action="store_true")
     args = parser.parse_args(argv)
-    _log_to_stderr()
+    accesslog.configure(access_log=args.access_log)
 
     sock = socket.socket(fileno=args.fd)
     sock.setblocking(False)
-    app = load_app(args.app)
+    loaded = _load(args.app)
+    app, kind = loaded.app, loaded.kind
     _prepare(app)
     app = django_devserver.prepare(app)  # URLconf loaded, folders watched, static served
-    kind = app_kind(app)
+    if args.access_log and kind == "wsgi":
+        app = accesslog.AccessLog(app)
+    elif args.access_log and kind == "tornado":
+        settings = getattr(app, "settings", None)
+        if isinstance(settings, dict):
+            settings.setdefault("log_function", accesslog.tornado_log_function)
     if args.live_reload:
         port, _, token = args.live_reload.partition(":")
         app = _with_live_reload(app, kind, script(int(port), token))
@@ -333,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
         "wsgi": f"waitress, {args.threads} threads",
     }[kind]
     workers = f", {args.workers} processes" if args.workers > 1 else ""
-    log.info("serving %s (%s app) with %s%s", args.app, kind.upper(), server, workers)
+    log.info("serving %s (%s app) with %s%s", loaded.name, kind.upper(), server, workers)
     _notify("loaded")
     children = _fork_workers(args.workers)
     link = _wait_for_go(args.handoff) if args.handoff else None
@@ -342,7 +315,10 @@ def main(argv: list[str] | None = None) -> None:
 
         tornado_app.serve(app, sock, _notify_ready, FRESH_WAIT, link)
     elif kind == "asgi":
-        serve_asgi(app, sock, link)
+        try:
+            serve_asgi(app, sock, link, access_log=args.access_log)
+        except AppError as exc:  # uvicorn is not installed
+            _give_up(exc)
     else:
         serve_wsgi(app, sock, threads=args.threads, link=link)
     for pid in children:

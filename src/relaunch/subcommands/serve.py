@@ -12,7 +12,8 @@ import sys
 
 from .. import oslayer
 from ..command import Command, PythonInvocation
-from ..config import OPTIONS, ConfigError, load
+from ..config import OPTIONS, ConfigError, check_number, load
+from ..serve import appload
 from ..serve.endpoint import LISTEN_BACKLOG, LoopThread
 from ..serve.frontend import ServeFrontEnd
 from ..serve.handoff import Hub
@@ -30,17 +31,20 @@ HELP = "serve a WSGI, ASGI or tornado app, reload it on change, refresh the brow
 DESCRIPTION = """\
 Serve APP and reload it whenever its code changes.
 
-APP is module:attr, path/to/file.py:attr, or a factory module:create_app(); without
-:attr, the module's `app` or `application`. WSGI apps are served by waitress (threads),
+APP is module:attr or path/to/file.py:attr; without :attr, the module's `app` or
+`application`, else its `create_app()` or `make_app()`. A factory (anything callable
+with no required argument, e.g. module:create_app, or module:create_app('dev') with
+literal arguments) is called once and what it returns is served. The kind is told by
+the call signature and said in the log: WSGI apps are served by waitress (threads),
 ASGI apps by uvicorn (pip install uvicorn), tornado Applications by tornado's own
-HTTPServer; which one is detected and said in the log.
+HTTPServer. One line per request is logged (--no-access-log turns it off).
 
 relaunch binds the socket once and keeps it open across reloads: during a reload new
 connections wait instead of being refused. If the new code fails, the error page is
 served on the same address until the fix is saved. Open pages reload by themselves
-once the new code serves; a change to templates or static files that you --watch
-refreshes them without restarting anything, and a CSS-only change swaps stylesheets
-in place.
+once the new code serves; a change to templates or static files that you --watch (a
+Flask app's and its blueprints' are watched without it) refreshes them without
+restarting anything, and a CSS-only change swaps stylesheets in place.
 """
 
 EXAMPLES = """\
@@ -49,6 +53,7 @@ examples:
   relaunch serve myproject.wsgi:application -w templates -w 'static/**'
   relaunch serve main:app --port 8080            # FastAPI, Starlette (ASGI)
   relaunch serve 'factory:create_app()' --workers 2
+  relaunch serve shop:create_app                  # a Flask app factory
 """
 
 
@@ -75,7 +80,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve the live-reload endpoint to other machines too (with a non-loopback --host)",
     )
-    add_settings_options(parser)
+    add_settings_options(parser, serve=True)
     add_noise_options(parser)
 
 
@@ -136,10 +141,12 @@ def main(args: argparse.Namespace) -> int:
     cwd = os.getcwd()
     values = {option.name: getattr(args, option.name) for option in OPTIONS}
     settings = load(values, cwd=cwd)
-    if args.workers < 1 or args.threads < 1:
-        raise ConfigError("--workers and --threads must be at least 1")
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port {args.port} is not a port number")
+    for name in ("workers", "threads", "port"):
+        check_number(name, getattr(args, name), f"--{name}")
+    try:
+        appload.parse(args.app, cwd=cwd)  # its syntax: what no edit of the code can fix
+    except appload.AppError as exc:
+        raise ConfigError(str(exc)) from None
     sock = bind(args.host, args.port)
     port = int(sock.getsockname()[1])
     if not _is_loopback(args.host):
@@ -174,6 +181,8 @@ def main(args: argparse.Namespace) -> int:
     hub = _handoff_hub()
     if hub is not None:
         worker_args += ["--handoff", hub.path]
+    if settings.access_log:
+        worker_args.append("--access-log")
     python = PythonInvocation(
         sys.executable, (), "module", "relaunch.serve.worker", tuple(worker_args)
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -72,6 +73,8 @@ _HELP = {
     "watch_installed": "also watch the standard library and installed packages the "
     "application imports (with --preflight)",
     "preflight_timeout": "seconds the preflight import may take",
+    "touch_reload": "also act when this file's modification time changes, even with the "
+    "same content (touch FILE); it need not exist yet (creating it counts); repeatable",
 }
 
 
@@ -146,7 +149,7 @@ def build_action(args: argparse.Namespace, cwd: str) -> Action:
         pidfile = os.path.normpath(os.path.join(cwd, args.pidfile))
         return Action("signal", signum=signum, pidfile=pidfile, target=PidTarget(pidfile=pidfile))
     if args.pid is not None:
-        if args.pid <= 0:
+        if not 0 < args.pid < 2**31:  # a pid_t; a larger number overflows os.kill()
             raise ConfigError(f"--pid {args.pid} is not a process id")
         return Action("signal", signum=signum, pid=args.pid, target=PidTarget(pid=args.pid))
     if args.touch is not None:
@@ -185,6 +188,21 @@ def _spec(args: argparse.Namespace, cwd: str) -> AppSpec | None:
         raise ConfigError(f"--preflight: {exc}") from None
 
 
+def _interpreter(args: argparse.Namespace) -> str | None:
+    """The preflight's interpreter (None: this one). Raises ConfigError if it cannot run."""
+    python: str
+    if args.python:
+        python, where = str(args.python), "--python"
+    elif os.environ.get("RELAUNCH_PYTHON"):
+        python, where = os.environ["RELAUNCH_PYTHON"], "RELAUNCH_PYTHON"
+    else:
+        return None
+    if shutil.which(python) is None:
+        what = "not an executable file" if os.path.exists(python) else "no such interpreter"
+        raise ConfigError(f"{where} {python}: {what}")
+    return python
+
+
 def main(args: argparse.Namespace) -> int:
     from ..production.monitor import Monitor
     from ..run.child import interpreter_info
@@ -200,7 +218,7 @@ def main(args: argparse.Namespace) -> int:
         *(os.path.join(cwd, p) for p in (args.pythonpath or [])),
         workdir,
     ]
-    python = args.python or os.environ.get("RELAUNCH_PYTHON") or None
+    python = _interpreter(args)
     # The application's imports are watched once it is known; without one, the folder.
     watchset = watchset_from_settings(settings, cwd, default_here=spec is None)
     watchset.set_excluded_roots(interpreter_info(python or sys.executable).roots)

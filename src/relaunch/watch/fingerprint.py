@@ -4,6 +4,10 @@ A file counts as changed when it appears or disappears, when its content differs
 or when its mtime goes backwards (an older version restored, even byte-identical
 to what was loaded: the user meant to go back). Metadata alone (mode, owner, a
 touch that leaves the content as it was) is no change.
+
+A touch-to-reload file (``--touch-reload``; what Django's reloader API registers,
+whose contract is "the mtime changed") is compared by mtime instead: a touch alone
+is a change there, as with uWSGI's ``touch-reload``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "Fingerprint",
@@ -56,8 +64,15 @@ def take(path: str) -> Fingerprint | None:
     return Fingerprint(st.st_mtime_ns, st.st_size, digest)
 
 
-def changed(old: Fingerprint | None, new: Fingerprint | None) -> bool:
-    """The decision, pure: True when ``old`` to ``new`` is a change worth a reload."""
+def changed(old: Fingerprint | None, new: Fingerprint | None, *, by_mtime: bool = False) -> bool:
+    """The decision, pure: True when ``old`` to ``new`` is a change worth a reload.
+
+    ``by_mtime`` (a touch-to-reload file): True when the file appeared or its mtime
+    moved, either way; neither content nor metadata is looked at (a chmod leaves the
+    mtime alone), and a file removed is no change (removing the trigger file after
+    use must not reload again)."""
+    if by_mtime:
+        return new is not None and (old is None or new.mtime_ns != old.mtime_ns)
     if old is None or new is None:
         return old is not new
     if new.mtime_ns < old.mtime_ns or new.size != old.size:
@@ -94,10 +109,15 @@ def changed_since_seen(seen: Mapping[str, tuple[int, int]]) -> list[str]:
 
 
 class Fingerprints:
-    """The last fingerprint seen for each watched file."""
+    """The last fingerprint seen for each watched file.
 
-    def __init__(self) -> None:
+    ``by_mtime(path)``: whether a file is compared by mtime (see :func:`changed`); none
+    is without it. It is asked at each comparison, so it may follow a watch set that
+    changes."""
+
+    def __init__(self, *, by_mtime: Callable[[str], bool] | None = None) -> None:
         self._known: dict[str, Fingerprint | None] = {}
+        self.by_mtime = by_mtime
 
     def __contains__(self, path: object) -> bool:
         return path in self._known
@@ -147,4 +167,4 @@ class Fingerprints:
             # Never seen: a change if it is a file now (a temporary file that came and
             # went, or a folder, is not).
             return new is not None
-        return changed(old, new)
+        return changed(old, new, by_mtime=self.by_mtime is not None and self.by_mtime(path))

@@ -137,6 +137,14 @@ class Glob:
     text: str
     anchor: str
 
+    def __post_init__(self) -> None:
+        # Compiled now, so a bad pattern ('[z-a]') is a mistake reported at start,
+        # not an exception on the first path it is asked about.
+        try:
+            _compiled(self)
+        except re.error as exc:
+            raise ValueError(f"'{self.text}' is not a valid glob ({exc.msg})") from None
+
     def _regex(self) -> re.Pattern[str]:
         pattern = self.text.replace(os.sep, "/")
         if pattern.startswith("/"):
@@ -184,6 +192,23 @@ def git_top(start: str) -> str | None:
         current = parent
 
 
+def _gitignore_spec(lines: list[str]) -> pathspec.GitIgnoreSpec:
+    """The spec of these .gitignore lines; a line that is no valid pattern matches
+    nothing, as in git, and keeps its place, so pattern numbers stay the file's."""
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except re.error:
+        pass
+    valid = []
+    for line in lines:
+        try:
+            pathspec.GitIgnoreSpec.from_lines([line])
+        except re.error:
+            line = "#"  # a comment: matches nothing, keeps its number
+        valid.append(line)
+    return pathspec.GitIgnoreSpec.from_lines(valid)
+
+
 class GitIgnore:
     """The .gitignore files that apply to paths below ``top`` (the repository root).
 
@@ -206,7 +231,7 @@ class GitIgnore:
             spec = None
             try:
                 with open(os.path.join(directory, ".gitignore"), encoding="utf-8") as f:
-                    spec = pathspec.GitIgnoreSpec.from_lines(f.read().splitlines())
+                    spec = _gitignore_spec(f.read().splitlines())
             except (OSError, UnicodeDecodeError):
                 pass
             self._specs[directory] = spec

@@ -2,8 +2,10 @@
 
 Two sources feed it: files the running program imported (reported live by the
 child, plus every file of a crash's traceback) and the user's ``--watch`` entries
-(files, folders, globs). Ignore rules filter both. :meth:`WatchSet.decide` is the
-one place that says whether a path is watched; ``--explain`` prints its reason.
+(files, folders, globs). Ignore rules filter both; ``--touch-reload`` files are
+watched whatever they say (the user named each one), existing or not.
+:meth:`WatchSet.decide` is the one place that says whether a path is watched;
+``--explain`` prints its reason.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class WatchEntry:
 
     text: str
     path: str
-    kind: str  # "file", "dir" or "glob"
+    kind: str  # "file", "dir", "glob" or "touch" (a --touch-reload file)
     how: str = ""  # why it is watched, when not a --watch argument
     #: At most this many files and folders are taken from the tree (the default tree,
     #: which the user did not choose: it may be a home folder of a million files).
@@ -64,17 +66,28 @@ class WatchEntry:
             return cls(text, absolute, "file")
         raise FileNotFoundError(f"--watch '{text}': no such file or folder")
 
+    @classmethod
+    def touch(cls, text: str, *, cwd: str) -> WatchEntry:
+        """A ``--touch-reload`` file: taken literally (no glob), and it need not exist yet
+        (it is watched from where it will appear). Raises IsADirectoryError for a folder."""
+        absolute = os.path.normpath(os.path.join(cwd, os.path.expanduser(text)))
+        if os.path.isdir(absolute):
+            raise IsADirectoryError(
+                f"--touch-reload '{text}' is a folder: give a file (it need not exist yet)"
+            )
+        return cls(text, absolute, "touch", f"--touch-reload '{text}'")
+
     @property
     def base(self) -> str:
         """The folder that holds everything this entry can match."""
         if self.kind == "dir":
             return self.path
-        if self.kind == "file":
+        if self.kind in ("file", "touch"):
             return os.path.dirname(self.path)
         return glob_base(self.path)
 
     def matches(self, path: str) -> bool:
-        if self.kind == "file":
+        if self.kind in ("file", "touch"):
             return path == self.path
         if self.kind == "dir":
             return is_within(path, self.path) and path != self.path
@@ -146,11 +159,26 @@ class WatchSet:
         self.imported.clear()
         self._tree = None
 
+    def by_mtime(self, path: str) -> bool:
+        """True for a ``--touch-reload`` file: its mtime alone says it changed."""
+        return any(e.kind == "touch" and e.path == path for e in self.entries)
+
+    def ignores_folder(self, path: str) -> bool:
+        """An ignore rule covers this folder and no ``--touch-reload`` file is below it
+        (``tmp/`` may be git-ignored and still hold ``tmp/restart.txt``)."""
+        if not self.rules.reason(path, is_dir=True):
+            return False
+        return not any(e.kind == "touch" and is_within(e.path, path) for e in self.entries)
+
     def decide(self, path: str, *, is_dir: bool = False, candidate: str | None = None) -> Decision:
         """Whether ``path`` is watched, and the rule that decided it.
 
         ``candidate`` asks about a file as if the program had just reported it.
         """
+        if not is_dir and candidate is None:
+            for entry in self.entries:
+                if entry.kind == "touch" and entry.path == path:
+                    return Decision(True, f"{entry.how}: its modification time alone reloads")
         how = candidate or self.imported.get(path)
         reason = self.rules.reason(path, imported=how is not None, is_dir=is_dir)
         if reason:
@@ -208,7 +236,8 @@ class WatchSet:
             dirs: set[str] = set()
             files: set[str] = set()
             for entry in self.entries:
-                if entry.kind == "file":
+                if entry.kind in ("file", "touch"):
+                    # A touch file that does not exist yet is watched from where it will be.
                     dirs.add(_existing_ancestor(entry.base))
                     files.add(entry.path)
                     continue

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 # How often the reloader looks whether receivers registered more folders or files, or
 # (without the supervisor) more modules were imported: a few len() calls.
 _RESCAN = 1.0
+_MODULE = "imported by the program"
 
 
 def install() -> None:
@@ -108,6 +109,16 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
     ``autoreload_started`` register (folders with globs, ``extra_files``); an unhandled
     ``file_changed`` asks the supervisor to reload. Otherwise it also watches the
     imported modules and exits with status 3 as Django's reloaders do.
+
+    What is registered through Django's API (``watch_dir``, ``watch_file``,
+    ``extra_files``) keeps Django's contract: an mtime change alone sends
+    ``file_changed`` (a touch), as under StatReloader. Modules keep relaunch's content
+    comparison: a no-op save of a module restarts nothing.
+
+    Each :meth:`tick` waits for the next change (at most about a second when none
+    comes) and, once one has come, until it has settled and ``file_changed`` has been
+    sent for it: a change made before a tick is handled by that tick, as with
+    Django's reloaders.
     """
 
     def __init__(self) -> None:
@@ -172,14 +183,15 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
             watchset.add(str(Path(path).absolute()), "reloader.extra_files")
         if not self.supervised:
             for path in self.watched_files(include_globs=False):
-                watchset.add(str(path), "imported by the program")
+                watchset.add(str(path), _MODULE)
         return watchset
 
     def tick(self) -> Iterator[None]:
         watcher = Watcher(self._on_paths)
         settler = Settler()
-        fingerprints = Fingerprints()
         watchset = WatchSet()
+        # Read through the closure: ``watchset`` is rebuilt as receivers register more.
+        fingerprints = Fingerprints(by_mtime=lambda path: watchset.imported.get(path) != _MODULE)
         signature: tuple[int, ...] | None = None
         new_dirs: list[str] = []  # folders that appeared under watched ones
         next_rescan = 0.0
@@ -203,29 +215,37 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
                         else:
                             fingerprints.remember(path)
                     new_dirs.clear()
-                due = settler.due()
-                deadline = min(next_rescan, due) if due is not None else next_rescan
-                try:
-                    paths, when = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    paths, when = [], 0.0
-                relevant: list[str] = []
-                for path in paths:
-                    if path == OVERFLOW:
-                        relevant.extend(watchset.files())
-                    elif path in fingerprints or watchset.matches(path):
-                        relevant.append(path)
-                    elif os.path.isdir(path) and any(
-                        is_within(path, e.base) for e in watchset.entries
-                    ):
-                        new_dirs.append(path)
-                        signature = None  # walk the watched folders again
-                if relevant:
-                    settler.add(relevant, when)
-                batch = settler.take(time.monotonic())
-                if batch is not None:
-                    for path in sorted(p for p in batch.paths if fingerprints.update(p)):
-                        self.notify_file_changed(Path(path))
+                while True:
+                    # Once a change is pending, only its settling is waited for.
+                    due = settler.due()
+                    deadline = due if due is not None else next_rescan
+                    try:
+                        paths, when = self._events.get(
+                            timeout=max(0.0, deadline - time.monotonic())
+                        )
+                    except queue.Empty:
+                        paths, when = [], 0.0
+                    relevant: list[str] = []
+                    for path in paths:
+                        if path == OVERFLOW:
+                            relevant.extend(watchset.files())
+                        elif path in fingerprints or watchset.matches(path):
+                            relevant.append(path)
+                        elif os.path.isdir(path) and any(
+                            is_within(path, e.base) for e in watchset.entries
+                        ):
+                            new_dirs.append(path)
+                            signature = None  # walk the watched folders again
+                    if relevant:
+                        settler.add(relevant, when)
+                    batch = settler.take(time.monotonic())
+                    if batch is not None:
+                        for path in sorted(p for p in batch.paths if fingerprints.update(p)):
+                            self.notify_file_changed(Path(path))
+                    if batch is not None or signature is None:
+                        break
+                    if settler.due() is None and time.monotonic() >= next_rescan:
+                        break  # nothing came (or nothing watched) for a rescan period
                 yield
         finally:
             watcher.close()
