@@ -41,6 +41,7 @@ __all__ = [
     "kill_group",
     "make_subreaper",
     "open_file_limit",
+    "open_for_writing",
     "own_process_group",
     "popen_group_kwargs",
     "process_alive",
@@ -539,6 +540,38 @@ HAS_INOTIFY = _inotify_libc is not None
 def _oserror() -> OSError:
     err = ctypes.get_errno()
     return OSError(err, os.strerror(err))
+
+
+def open_for_writing(path: str) -> bool | None:
+    """Whether any process has ``path`` open for writing now; None where that cannot be
+    told (not Linux, not the file's owner, a file system without leases).
+
+    Asked of the kernel itself, so unlike an inotify event it cannot lag behind the
+    write: a truncating open() changes the file before its IN_MODIFY is queued, and a
+    writer descheduled in between shows an empty file that no event says is being
+    written. A read lease is refused while the file is open for writing anywhere; one
+    granted is given back at once. A writer opening the file meanwhile waits those
+    microseconds, and the lease-break signal is SIGURG, which is ignored by default."""
+    if not IS_LINUX:
+        return None
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        except OSError as exc:
+            return True if exc.errno in (errno.EAGAIN, errno.EBUSY) else None
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def inotify_open() -> int:

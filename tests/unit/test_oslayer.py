@@ -328,3 +328,18 @@ def test_wait_exit_reaps_an_orphan_handed_to_a_subreaper(order: str, code: str) 
         timeout=20,
     )
     assert out.stdout.strip() == code, out.stderr
+
+
+@pytest.mark.skipif(not oslayer.IS_LINUX, reason="file leases are Linux's")
+def test_open_for_writing_asks_the_kernel_not_the_events(tmp_path: Path) -> None:
+    """A truncating open() empties the file before its IN_MODIFY is queued: whether the
+    file is open for writing must come from the kernel's own state."""
+    path = tmp_path / "msg.py"
+    path.write_text("VALUE = 1\n")
+    assert oslayer.open_for_writing(str(path)) is False
+    with open(path, "w"):
+        assert oslayer.open_for_writing(str(path)) is True
+    with open(path):
+        assert oslayer.open_for_writing(str(path)) is False  # readers do not count
+    assert oslayer.open_for_writing(str(path)) is False
+    assert oslayer.open_for_writing(str(tmp_path / "missing.py")) is None

@@ -560,6 +560,14 @@ class Supervisor:
         seen = {p: s for p, s in self._loaded_seen.items() if p in self.watchset.imported}
         moved = set(changed_since_seen(seen))
         moved.update(p for p in self.watcher.being_written() if p in seen)
+        # inotify may not have said so yet (see oslayer.open_for_writing): ask the kernel
+        # about each file written lately, for as long as a write is waited for at all.
+        recent = time.time_ns() - int(self.settler.max_wait * 1e9)
+        moved.update(
+            p
+            for p, (mtime, _size) in seen.items()
+            if mtime >= recent and p not in moved and oslayer.open_for_writing(p)
+        )
         for path, then in seen.items():
             batch = self.fingerprints.state(path)
             if batch is not None and differs_from_seen(then, batch):
