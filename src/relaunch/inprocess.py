@@ -372,8 +372,8 @@ def _under_relaunch() -> bool:
 
 def _build_watchset(paths: Iterable[str | os.PathLike[str]], cwd: str) -> WatchSet:
     """The watch set of ``relaunch run`` for this program: config plus ``paths``."""
+    from ._inside.bootstrap import _excluded_roots
     from .config import load
-    from .run.bootstrap import _excluded_roots
     from .watch.rules import GitIgnore, Glob, IgnoreRules
     from .watch.watchset import WatchEntry, WatchSet
 
@@ -556,7 +556,7 @@ def start(
         _monitor = new
         extra = list(_extra)
     new.add(extra, "relaunch.watch()")
-    from .run.bootstrap import ReportingFinder
+    from ._inside.bootstrap import ReportingFinder
 
     finder = ReportingFinder(lambda _name, path: new.add([path], "imported by the program"))
     sys.meta_path.insert(0, finder)

@@ -31,7 +31,7 @@ def is_flask_cli(command: Command) -> bool:
     return py.mode == "script" and os.path.basename(py.target) in ("flask", "flask.exe")
 
 
-# Read by relaunch's bootstrap (run/bootstrap.py): MODULE=FILE entries.
+# Read by relaunch's bootstrap (_inside/bootstrap.py): MODULE=FILE entries.
 IMPORT_HOOKS_ENV = "_RELAUNCH_IMPORT_HOOKS"
 WERKZEUG_HOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "werkzeug_child.py")
 

@@ -167,10 +167,12 @@ def main(args: argparse.Namespace) -> int:
     if settings.access_log:
         worker_args.append("--access-log")
     python = PythonInvocation(
-        sys.executable, (), "module", "relaunch.serve.worker", tuple(worker_args)
+        sys.executable, (), "module", "relaunch._inside.serve_worker", tuple(worker_args)
     )
     command = Command(
-        (sys.executable, "-m", "relaunch.serve.worker", *worker_args), sys.executable, python
+        (sys.executable, "-m", "relaunch._inside.serve_worker", *worker_args),
+        sys.executable,
+        python,
     )
     watchset = build_watchset(settings, command, cwd)
 

@@ -23,7 +23,7 @@ from django.utils import autoreload  # type: ignore[import-untyped,import-not-fo
 
 import relaunch
 
-from ...run.bootstrap import installed_roots
+from ..._inside.bootstrap import installed_roots
 from ...watch.events import OVERFLOW, Watcher
 from ...watch.fingerprint import Fingerprints
 from ...watch.rules import IgnoreRules

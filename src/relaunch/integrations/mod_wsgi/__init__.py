@@ -418,7 +418,7 @@ class _Reloader:
             self.monitor.add_entries(_build_watchset(paths, anchor).entries)
 
     def start(self, tracked: Sequence[str]) -> None:
-        from ...run.bootstrap import ReportingFinder
+        from ..._inside.bootstrap import ReportingFinder
 
         extra = [*tracked, *([self.script] if self.script else [])]
         self.monitor.add(extra, "the WSGI script or track()")

@@ -1,6 +1,6 @@
 """Runs in the program's process for ``relaunch serve``: load the app, serve the held socket.
 
-Started by the supervisor as ``python -m relaunch.serve.worker APP --fd N ...``
+Started by the supervisor as ``python -m relaunch._inside.serve_worker APP --fd N ...``
 through relaunch's bootstrap, so the app's imports are watched like any program's.
 WSGI apps are served by waitress (threads, pure Python, every OS); ASGI apps by
 uvicorn; tornado apps by tornado's own HTTPServer (:mod:`.tornado_app`). All serve
@@ -22,9 +22,9 @@ import time
 from typing import Any, NoReturn
 
 from ..integrations.django import devserver as django_devserver
-from . import accesslog, appload
-from .appload import AppError
-from .inject import ASGIInjector, WSGIInjector, script
+from ..serve import accesslog, appload
+from ..serve.appload import AppError
+from ..serve.inject import ASGIInjector, WSGIInjector, script
 
 __all__ = ["main"]
 
@@ -164,7 +164,7 @@ def _with_live_reload(app: Any, kind: str, snippet: bytes) -> Any:
         return WSGIInjector(app, snippet)
     transforms = getattr(app, "transforms", None)  # a tornado Application
     if isinstance(transforms, list):
-        from .tornado_app import live_reload_transform
+        from ..serve.tornado_app import live_reload_transform
 
         # First, so that it sees the page before tornado's gzip transform compresses it.
         transforms.insert(0, live_reload_transform(snippet))
@@ -184,7 +184,7 @@ def _fork_workers(count: int) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="relaunch.serve.worker")
+    parser = argparse.ArgumentParser(prog="relaunch._inside.serve_worker")
     parser.add_argument("app")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     log.info("serving %s (%s app) with %s%s", loaded.name, kind.upper(), server, workers)
     children = _fork_workers(args.workers)
     if kind == "tornado":
-        from . import tornado_app
+        from ..serve import tornado_app
 
         tornado_app.serve(app, sock, _notify_ready, FRESH_WAIT)
     elif kind == "asgi":
