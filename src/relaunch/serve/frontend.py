@@ -20,8 +20,8 @@ import logging
 import os
 import socket
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 
+from ..run.frontend import Failure
 from .endpoint import LoopThread
 from .errorpage import ErrorResponder, render
 from .inject import script
@@ -30,14 +30,6 @@ from .livereload import LiveReload
 __all__ = ["Failure", "ServeFrontEnd", "classify"]
 
 log = logging.getLogger("relaunch")
-
-
-@dataclass
-class Failure:
-    summary: str = ""
-    traceback: str = ""
-    path: str = ""
-    line: int = 0
 
 
 def classify(changed: Iterable[str], program_files: Collection[str]) -> str:
