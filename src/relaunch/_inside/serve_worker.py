@@ -36,9 +36,9 @@ FRESH_WAIT = 2.0
 
 
 def _notify_ready() -> None:
-    import relaunch
+    from .. import state
 
-    channel = relaunch._channel()
+    channel = state.channel()
     if channel is not None:
         channel.send({"t": "ready"})
 
@@ -147,9 +147,11 @@ def _give_up(exc: AppError) -> NoReturn:
     watched) in one line, no traceback, and exit."""
     import relaunch
 
+    from .. import state
+
     if exc.watch:
         relaunch.watch(*exc.watch)
-    channel = relaunch._channel()
+    channel = state.channel()
     if channel is None:
         log.error("%s", exc)
     else:  # the supervisor says it, once
