@@ -12,9 +12,12 @@ Asked once per run by the subcommand that builds the supervisor:
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from ..command import Command
-from ..run.drivers import Driver
+
+if TYPE_CHECKING:  # the serve worker imports integrations in the app's process
+    from ..run.drivers import Driver
 
 __all__ = ["child_environment", "driver_for"]
 
@@ -39,6 +42,7 @@ def driver_for(
     ``preflight``: import the new code in a throwaway process before each graceful
     reload (``--no-preflight`` turns it off); ``preflight_timeout`` bounds it.
     """
+    from ..run.drivers import Driver
     from . import gunicorn, uwsgi
     from .mod_wsgi import express
 
