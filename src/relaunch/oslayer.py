@@ -8,11 +8,13 @@ groups (see the README's platform table).
 
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
 import errno
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -27,6 +29,7 @@ __all__ = [
     "IS_WINDOWS",
     "child_pids",
     "descendants",
+    "fd_passing_socket_type",
     "filesystem_type",
     "group_alive",
     "inotify_add_watch",
@@ -38,10 +41,13 @@ __all__ = [
     "kill_group",
     "make_subreaper",
     "open_file_limit",
+    "own_process_group",
     "popen_group_kwargs",
     "process_alive",
     "processes_with_env",
     "reap_group_orphans",
+    "receive_with_fd",
+    "send_with_fd",
     "terminate_group",
     "unread_bytes",
     "wait_exit",
@@ -713,6 +719,51 @@ def has_epoll_instance(pid: int) -> bool | None:
         except OSError:
             continue
     return False
+
+
+def fd_passing_socket_type() -> int | None:
+    """The kind of Unix socket to hand open sockets to another process over (SCM_RIGHTS,
+    with message boundaries kept), or None where there is none: Windows has no
+    SCM_RIGHTS, macOS no SOCK_SEQPACKET (it would need length framing over a stream)."""
+    if IS_WINDOWS or not hasattr(socket, "send_fds"):
+        return None
+    kind = getattr(socket, "SOCK_SEQPACKET", None)
+    if kind is None or not IS_LINUX:
+        return None
+    return int(kind)
+
+
+def send_with_fd(
+    sock: socket.socket, data: bytes, fd: int | None = None, *, block: bool = True
+) -> None:
+    """Send one message, with the open file ``fd`` attached (the receiver gets its own
+    copy of it; the caller still owns and must close ``fd``). Raises BlockingIOError
+    when ``block`` is false and the receiver's queue is full. ``sock`` must be in
+    blocking mode (no timeout: Python would wait for it before every call)."""
+    flags = 0 if block else socket.MSG_DONTWAIT
+    if fd is None:
+        sock.send(data, flags)  # an empty SCM_RIGHTS message is refused (EINVAL)
+    else:
+        socket.send_fds(sock, [data], [fd], flags)
+
+
+def receive_with_fd(sock: socket.socket, size: int, *, block: bool) -> tuple[bytes, list[int]]:
+    """Receive one message and the files attached to it (the caller owns them).
+    Raises BlockingIOError when ``block`` is false and nothing is there yet. ``sock``
+    must be in blocking mode (see :func:`send_with_fd`)."""
+    flags = 0 if block else socket.MSG_DONTWAIT
+    # Not socket.recv_fds: before Python 3.12.? it drops ``flags``.
+    fds = array.array("i")
+    data, ancillary, _flags, _address = sock.recvmsg(size, socket.CMSG_LEN(4 * fds.itemsize), flags)
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+    return data, list(fds)
+
+
+def own_process_group() -> int:
+    """This process's group id (the supervisor knows a child by its group)."""
+    return os.getpgrp() if not IS_WINDOWS else os.getpid()
 
 
 def open_file_limit() -> int | None:

@@ -167,6 +167,46 @@ def test_remember_compares_against_the_existing_baseline(tmp_path: Path) -> None
     assert prints.remember(path, loaded_mtime_ns=2_000_000_000) is True
 
 
+@pytest.mark.parametrize(
+    ("seen", "now", "expected"),
+    [
+        ((5, 10), (5, 10), False),  # what it read is what is there
+        ((5, 10), (6, 10), True),  # written again since (same size)
+        ((5, 0), (5, 10), True),  # read truncated: the write came within the same tick
+        ((5, -1), (5, 10), False),  # size not reported: the mtime decides
+        ((5, 10), None, True),  # deleted since
+        ((-1, -1), None, False),  # missing then, missing now
+        ((-1, -1), (5, 10), True),  # missing then, there now
+    ],
+)
+def test_differs_from_seen(
+    seen: tuple[int, int], now: tuple[int, int] | None, expected: bool
+) -> None:
+    assert fingerprint.differs_from_seen(seen, now) is expected
+
+
+def test_changed_since_seen_names_files_written_after_they_were_read(tmp_path: Path) -> None:
+    kept, rewritten, gone = (tmp_path / n for n in ("kept.py", "rewritten.py", "gone.py"))
+    for path in (kept, rewritten, gone):
+        path.write_text("VALUE = 1\n")
+    seen = {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in (kept, rewritten, gone)}
+    rewritten.write_text("")  # truncated: an in-place save under way
+    gone.unlink()
+    assert sorted(fingerprint.changed_since_seen(seen)) == sorted([str(rewritten), str(gone)])
+
+
+def test_state_is_what_the_last_fingerprint_saw(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text("VALUE = 1\n")
+    known = Fingerprints()
+    assert known.state(str(path)) is None
+    known.update(str(path))
+    assert known.state(str(path)) == (path.stat().st_mtime_ns, 10)
+    path.unlink()
+    known.update(str(path))
+    assert known.state(str(path)) == (-1, -1)
+
+
 def test_absent_before_makes_the_first_fingerprint_a_creation(tmp_path: Path) -> None:
     f = tmp_path / "new.txt"
     f.write_text("x")

@@ -37,10 +37,22 @@ def line(obj: Any) -> bytes:
         (
             {"t": "mods", "p": [["app", "/src/app.py", 1700000000000000000], ["x", "/x.py", -1]]},
             Message(
-                "mods", modules=(("app", "/src/app.py", 1700000000000000000), ("x", "/x.py", -1))
+                "mods",
+                modules=(("app", "/src/app.py", 1700000000000000000), ("x", "/x.py", -1)),
+                sizes=(-1, -1),
+            ),
+        ),
+        # with the size the child saw
+        (
+            {"t": "mods", "p": [["app", "/src/app.py", 17, 120], ["x", "/x.py", -1, -1]]},
+            Message(
+                "mods",
+                modules=(("app", "/src/app.py", 17), ("x", "/x.py", -1)),
+                sizes=(120, -1),
             ),
         ),
         ({"t": "mods", "p": []}, Message("mods")),
+        ({"t": "loaded"}, Message("loaded")),
         (
             {"t": "error", "summary": "ZeroDivisionError: x", "file": "/app/a.py", "line": 3},
             Message("error", paths=("/app/a.py",), text="ZeroDivisionError: x", line=3),
@@ -128,7 +140,9 @@ REJECTED: list[bytes] = [
     b'{"t": "failed", "p": ["~/x.py"]}',
     # bad module triples
     b'{"t": "mods", "p": [["m", "/a.py"]]}',
-    b'{"t": "mods", "p": [["m", "/a.py", 1, 2]]}',
+    b'{"t": "mods", "p": [["m", "/a.py", 1, 2, 3]]}',
+    b'{"t": "mods", "p": [["m", "/a.py", 1, true]]}',
+    b'{"t": "mods", "p": [["m", "/a.py", 1, "2"]]}',
     b'{"t": "mods", "p": [["m", "/a.py", true]]}',
     b'{"t": "mods", "p": [["m", "/a.py", false]]}',
     b'{"t": "mods", "p": [["m", "/a.py", 1.5]]}',

@@ -54,13 +54,15 @@ def _json(value: Any) -> str:
     return "[" + ",".join(_json(v) for v in value) + "]"
 
 
-def _mtime(path: str) -> int:
-    """The file's mtime as this process saw it: the supervisor compares it with its own
-    first look, so an edit made while the program was starting is not missed."""
+def _seen(path: str) -> list[int]:
+    """The file's mtime and size as this process saw them, before it read the file: the
+    supervisor compares them with its own look, so an edit made while the program was
+    starting is not missed (and a file half-written then is never served)."""
     try:
-        return os.stat(path).st_mtime_ns
+        st = os.stat(path)
     except OSError:
-        return -1
+        return [-1, -1]
+    return [st.st_mtime_ns, st.st_size]
 
 
 class Channel:
@@ -107,7 +109,7 @@ class Channel:
         if path in self.reported:
             return
         self.reported.add(path)
-        self.send_paths("mods", [[name, path, _mtime(path)]])
+        self.send_paths("mods", [[name, path, *_seen(path)]])
 
     def report_loaded(self) -> None:
         """Report modules that reached sys.modules without going through a finder."""
@@ -116,7 +118,7 @@ class Channel:
             path = getattr(module, "__file__", None)
             if isinstance(path, str) and path not in self.reported:
                 self.reported.add(path)
-                found.append([name, os.path.abspath(path), _mtime(path)])
+                found.append([name, os.path.abspath(path), *_seen(path)])
         self.send_paths("mods", found)
 
     def watch(self, paths: list[str]) -> None:

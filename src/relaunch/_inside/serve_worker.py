@@ -3,12 +3,17 @@
 Started by the supervisor as ``python -m relaunch._inside.serve_worker APP --fd N ...``
 through relaunch's bootstrap, so the app's imports are watched like any program's.
 WSGI apps are served by waitress (threads, pure Python, every OS); ASGI apps by
-uvicorn; tornado apps by tornado's own HTTPServer (:mod:`.tornado_app`). All serve
+uvicorn; tornado apps by tornado's own HTTPServer (:mod:`relaunch.serve.tornado_app`). All serve
 the listening socket the supervisor bound once and keeps open, so while this process
 restarts, new connections wait in the socket's backlog.
 
+Once the app is loaded it says so ("loaded") and, with ``--handoff``, accepts nothing
+until the supervisor says go over the hand-over socket (:mod:`relaunch.serve.handoff`): the
+supervisor first checks that no file it imported changed while it loaded.
+
 On SIGTERM it stops accepting (the supervisor's copy of the socket stays open),
-finishes the requests in flight, closes idle keep-alive connections, and exits.
+finishes the requests in flight, hands its keep-alive connections to the next process
+once they are between requests (without ``--handoff``: closes them), and exits.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, NoReturn
 from ..integrations.django import devserver as django_devserver
 from ..serve import accesslog, appload
 from ..serve.appload import AppError
+from ..serve.handoff import Link
 from ..serve.inject import ASGIInjector, WSGIInjector, script
 
 __all__ = ["main"]
@@ -35,15 +41,35 @@ log = logging.getLogger("relaunch.serve")
 FRESH_WAIT = 2.0
 
 
-def _notify_ready() -> None:
+def _notify(kind: str) -> None:
     from .. import state
 
     channel = state.channel()
     if channel is not None:
-        channel.send({"t": "ready"})
+        channel.send({"t": kind})
 
 
-def serve_wsgi(app: Any, sock: socket.socket, *, threads: int) -> None:
+def _notify_ready() -> None:
+    _notify("ready")
+
+
+def _wait_for_go(path: str) -> Link | None:
+    """Accept nothing until the supervisor says so: it checks first that no file this
+    process imported changed while it loaded (a half-written module is never served).
+    Without the hub (it could not be reached), serve at once, as without handover."""
+    try:
+        link = Link(path)
+    except OSError as exc:
+        log.warning("cannot reach the supervisor's hand-over socket (%s)", exc)
+        return None
+    link.catch_stop()
+    if not link.wait_for_go():
+        link.hand_back()
+        raise SystemExit(0)  # superseded before it served
+    return link
+
+
+def serve_wsgi(app: Any, sock: socket.socket, *, threads: int, link: Link | None = None) -> None:
     from waitress import wasyncore
     from waitress.channel import HTTPChannel
     from waitress.server import create_server
@@ -64,6 +90,56 @@ def serve_wsgi(app: Any, sock: socket.socket, *, threads: int) -> None:
 
     Wake(wake_r, map=server._map)
 
+    class Channel(HTTPChannel):  # type: ignore[misc]
+        def readable(self) -> bool:
+            # Once stopping, the next request on an idle connection is for the next
+            # process: leave it unread in the socket, which is handed over.
+            if stopping and link is not None and self.request is None:
+                return False
+            return bool(super().readable())
+
+    server.channel_class = Channel
+
+    def adopt(conn: socket.socket, unprocessed: bytes) -> None:
+        if stopping:
+            assert link is not None
+            link.give(conn.detach(), unprocessed)  # arrived after "bye": send it back
+            return
+        try:
+            conn.setblocking(False)
+            server.set_socket_options(conn)
+            address = conn.getpeername()
+        except OSError:
+            conn.close()  # the client went away meanwhile
+            return
+        channel = Channel(server, conn, server.fix_addr(address), server.adj, map=server._map)
+        if unprocessed:
+            channel.last_activity = time.time()
+            channel.received(unprocessed)
+
+    if link is not None:
+        hub = link
+
+        class FromHub(wasyncore.dispatcher):  # type: ignore[misc]
+            def __init__(self) -> None:
+                super().__init__(map=server._map)
+                self.set_socket(hub.sock)
+
+            def handle_read(self) -> None:
+                for conn, unprocessed in hub.receive():
+                    adopt(conn, unprocessed)
+                if not hub.open:
+                    self.del_channel()
+
+            def handle_close(self) -> None:
+                hub.open = False
+                self.del_channel()
+
+            def writable(self) -> bool:
+                return False
+
+        FromHub()
+
     def on_term(_signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
@@ -73,49 +149,63 @@ def serve_wsgi(app: Any, sock: socket.socket, *, threads: int) -> None:
             pass
 
     signal.signal(signal.SIGTERM, on_term)
+    if link is not None and link.stop_requested:
+        on_term(signal.SIGTERM, None)  # came while it started: stop now, cleanly
     _notify_ready()
     while not stopping:
         wasyncore.loop(timeout=30.0, map=server._map, count=1)
     # Stop accepting; the supervisor's copy of the socket keeps the backlog for the next
-    # process. Let requests in flight finish; close keep-alive connections once idle;
-    # give a connection accepted just now (no byte read yet) a moment to send its request.
+    # process. Let requests in flight finish. Then hand each connection over to the
+    # next process (without a hub: close it once idle, and give a connection accepted
+    # just now, no byte read yet, a moment to send its request).
     for obj in list(server._map.values()):
         if getattr(obj, "accepting", False):
             obj.del_channel()
+    if link is not None:
+        link.bye()
     stopped_at = time.time()
     while True:
         channels = [c for c in server._map.values() if isinstance(c, HTTPChannel)]
-        if not channels:
+        if not channels and (link is None or not link.open):
             break
         for channel in channels:
-            busy = channel.requests or channel.request is not None or channel.total_outbufs_len
+            busy = (
+                channel.requests
+                or channel.request is not None
+                or channel.total_outbufs_len
+                or channel.will_close
+                or channel.close_when_flushed
+            )
+            if busy:
+                continue
+            if link is not None:
+                channel.del_channel()
+                channel.connected = False
+                for outbuf in channel.outbufs:
+                    outbuf.close()
+                link.give(channel.socket.detach())
+                continue
             fresh = channel.last_activity == channel.creation_time
-            if not busy and (not fresh or time.time() - stopped_at > FRESH_WAIT):
+            if not fresh or time.time() - stopped_at > FRESH_WAIT:
                 channel.handle_close()
         wasyncore.loop(timeout=0.05, map=server._map, count=1)
     server.task_dispatcher.shutdown()
 
 
-def serve_asgi(app: Any, sock: socket.socket, *, access_log: bool = False) -> None:
+def serve_asgi(
+    app: Any, sock: socket.socket, link: Link | None = None, *, access_log: bool = False
+) -> None:
     try:
         import uvicorn
     except ImportError:
         raise AppError(
             "this is an ASGI app, which relaunch serves with uvicorn: pip install uvicorn"
         ) from None
+    from ..serve import asgi_handoff
 
-    config = uvicorn.Config(app, lifespan="auto", log_level="warning", timeout_graceful_shutdown=30)
     if access_log:  # uvicorn's own request lines, without its start-up chatter
         logging.getLogger("uvicorn.access").setLevel(logging.INFO)
-    server = uvicorn.Server(config)
-    original = server.startup
-
-    async def startup(sockets: Any = None) -> None:
-        await original(sockets=sockets)
-        _notify_ready()
-
-    server.startup = startup  # type: ignore[method-assign]
-    server.run(sockets=[sock])
+    asgi_handoff.run(uvicorn, app, sock, link, _notify_ready)
 
 
 def _prepare(app: Any) -> None:
@@ -192,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--live-reload", default="", metavar="PORT:TOKEN")
+    parser.add_argument("--handoff", default="", metavar="PATH")
     parser.add_argument("--access-log", action="store_true")
     args = parser.parse_args(argv)
     accesslog.configure(access_log=args.access_log)
@@ -218,18 +309,20 @@ def main(argv: list[str] | None = None) -> None:
     }[kind]
     workers = f", {args.workers} processes" if args.workers > 1 else ""
     log.info("serving %s (%s app) with %s%s", loaded.name, kind.upper(), server, workers)
+    _notify("loaded")
     children = _fork_workers(args.workers)
+    link = _wait_for_go(args.handoff) if args.handoff else None
     if kind == "tornado":
         from ..serve import tornado_app
 
-        tornado_app.serve(app, sock, _notify_ready, FRESH_WAIT)
+        tornado_app.serve(app, sock, _notify_ready, FRESH_WAIT, link)
     elif kind == "asgi":
         try:
-            serve_asgi(app, sock, access_log=args.access_log)
+            serve_asgi(app, sock, link, access_log=args.access_log)
         except AppError as exc:  # uvicorn is not installed
             _give_up(exc)
     else:
-        serve_wsgi(app, sock, threads=args.threads)
+        serve_wsgi(app, sock, threads=args.threads, link=link)
     for pid in children:
         _reap(pid)
 

@@ -29,6 +29,10 @@ class FrontEnd(Protocol):
     def child_starting(self) -> None:
         """A process is about to start: only it may answer from now on."""
 
+    def take_over(self, pgid: int) -> None:
+        """The new process (group ``pgid``) loaded and no file it imported changed
+        since: let it serve, and give it the connections held for it."""
+
     def child_ready(self) -> None:
         """The new process serves."""
 

@@ -34,6 +34,7 @@ class Message:
     kind: str
     paths: tuple[str, ...] = ()
     modules: tuple[tuple[str, str, int], ...] = ()
+    sizes: tuple[int, ...] = ()
     text: str = ""
     line: int = 0
 
@@ -56,24 +57,40 @@ def _paths(value: object) -> tuple[str, ...] | None:
     return tuple(out)
 
 
-def _modules(value: object) -> tuple[tuple[str, str, int], ...] | None:
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _modules(value: object) -> tuple[tuple[tuple[str, str, int], ...], tuple[int, ...]] | None:
+    """[name, path, mtime] or [name, path, mtime, size] items: (triples, sizes)."""
     if not isinstance(value, list) or len(value) > MAX_ITEMS:
         return None
     out = []
+    sizes = []
     for item in value:
-        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
+        if not (isinstance(item, list) and len(item) in (3, 4) and isinstance(item[0], str)):
             return None
-        path, mtime = _path(item[1]), item[2]
-        if path is None or len(item[0]) > 1000:
-            return None
-        if not isinstance(mtime, int) or isinstance(mtime, bool):
+        path, mtime = _path(item[1]), _int(item[2])
+        size = _int(item[3]) if len(item) == 4 else -1
+        if path is None or len(item[0]) > 1000 or mtime is None or size is None:
             return None
         out.append((item[0], path, mtime))
-    return tuple(out)
+        sizes.append(size)
+    return tuple(out), tuple(sizes)
 
 
 _SIMPLE = frozenset(
-    {"running", "ready", "reload", "hooks", "hooks-done", "changes", "handled", "unhandled"}
+    {
+        "running",
+        "loaded",
+        "ready",
+        "reload",
+        "hooks",
+        "hooks-done",
+        "changes",
+        "handled",
+        "unhandled",
+    }
 )
 
 
@@ -96,8 +113,8 @@ def parse(line: bytes) -> Message | None:
         paths = _paths(data["p"])
         return None if paths is None else Message(kind, paths=paths)
     if kind == "mods" and set(data) == {"t", "p"}:
-        modules = _modules(data["p"])
-        return None if modules is None else Message(kind, modules=modules)
+        found = _modules(data["p"])
+        return None if found is None else Message(kind, modules=found[0], sizes=found[1])
     if kind == "tb" and set(data) == {"t", "text"} and isinstance(data["text"], str):
         return Message(kind, text=data["text"][:4000])
     if kind == "error" and set(data) == {"t", "summary", "file", "line"}:

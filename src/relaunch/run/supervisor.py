@@ -36,7 +36,7 @@ from .. import oslayer, pathtext
 from ..command import Command
 from ..pycache import drop_bytecode
 from ..watch.events import OVERFLOW, Watcher
-from ..watch.fingerprint import Fingerprints
+from ..watch.fingerprint import Fingerprints, changed_since_seen, differs_from_seen
 from ..watch.rules import git_top
 from ..watch.settle import Settler
 from ..watch.watchset import WatchSet, is_within
@@ -150,6 +150,9 @@ class Supervisor:
         self._unwatched: set[str] = set()  # added to the watch set, not yet to the watcher
         self._unseen_changes: set[str] = set()  # changed before relaunch could compare
         self._child_started_ns = 0
+        # What the current child saw of each file just before it read it: (mtime, size).
+        self._loaded_seen: dict[str, tuple[int, int]] = {}
+        self._take_over_at: float | None = None  # when to look again at a loaded process
         top = git_top(os.getcwd())
         self._git_dir = os.path.join(top, ".git") if top else None
         self._failed_files: set[str] = set()
@@ -270,6 +273,9 @@ class Supervisor:
         if self._watch_dirty_at is not None and now >= self._watch_dirty_at:
             self._refresh_watcher()
         self.strategy.tick(now)
+        if self._take_over_at is not None and now >= self._take_over_at:
+            self._take_over_at = None
+            self._take_over()
         if self._restart_at is not None and now >= self._restart_at:
             self._restart_at = None
             self._restart("program exited: restarting (--on-exit restart)")
@@ -495,6 +501,9 @@ class Supervisor:
         if message.kind == "mods":
             if current:
                 self.strategy.child_modules(message.modules, time.monotonic())
+                sizes = message.sizes or (-1,) * len(message.modules)
+                for (_name, path, mtime), size in zip(message.modules, sizes, strict=False):
+                    self._loaded_seen.setdefault(path, (mtime, size))
             self._add_files(
                 ((path, mtime) for _name, path, mtime in message.modules), "imported by the program"
             )
@@ -515,6 +524,8 @@ class Supervisor:
             # failure then prints its error and no "up" line.
             self._report_up()
             self.frontend.child_ready()
+        elif message.kind == "loaded" and current and self.frontend is not None:
+            self._take_over()
         elif message.kind == "tb" and current:
             self._failure.traceback += message.text
         elif message.kind == "error" and current:
@@ -544,6 +555,47 @@ class Supervisor:
             )
         self._requested_at = time.monotonic() + delay
 
+    def _moved_since_loaded(self) -> list[str]:
+        """The program's files that the current child may hold a torn copy of: changed
+        since it read them, being written now, or not what the batch that started it
+        saw (it read them in the middle of a save)."""
+        seen = {p: s for p, s in self._loaded_seen.items() if p in self.watchset.imported}
+        moved = set(changed_since_seen(seen))
+        moved.update(p for p in self.watcher.being_written() if p in seen)
+        for path, then in seen.items():
+            batch = self.fingerprints.state(path)
+            if batch is not None and differs_from_seen(then, batch):
+                moved.add(path)
+        return sorted(moved)
+
+    def _until_quiet(self) -> float:
+        """Seconds until every file the current child read has been left alone for the
+        settle period (file times may lag the clock by a tick), 0 if they have."""
+        newest = max(
+            (then[0] for p, then in self._loaded_seen.items() if p in self.watchset.imported),
+            default=0,
+        )
+        quiet_at = newest + int(self.settler.quiet * 1e9) + _MTIME_SLACK_NS
+        return max(0.0, (quiet_at - time.time_ns()) / 1e9)
+
+    def _take_over(self) -> None:
+        """The new serve process loaded the app: it may serve unless it may hold a
+        half-written module (see _moved_since_loaded). Then it is never given the
+        socket, and the change it read half of replaces it."""
+        assert self.frontend is not None
+        moved = self._moved_since_loaded()
+        wait = 0.0 if moved else self._until_quiet()
+        if wait > 0:
+            # A file it read was written just now: the writer may not be done (an
+            # in-place save truncates first). Look again once it has been quiet.
+            self._take_over_at = time.monotonic() + wait
+            return
+        if moved:
+            log.info("%s changed while the new process loaded: not serving it", _names(moved))
+            self._changed_unseen(moved)
+        elif self.child is not None and self.child.pid is not None:
+            self.frontend.take_over(self.child.pid)
+
     def _report_up(self) -> None:
         if self._pending_report is None:
             return
@@ -557,6 +609,8 @@ class Supervisor:
         self._failed_files.clear()
         self._child_started_ns = time.time_ns()
         self._failure = Failure()
+        self._loaded_seen = {}
+        self._take_over_at = None
         if self.frontend is not None:
             self.frontend.child_starting()
         child = Child(
@@ -716,6 +770,13 @@ class Supervisor:
         extra = ""
         if self._failed_files:
             extra = f"; watching the files of its traceback ({_names(self._failed_files)})"
+        moved = self._moved_since_loaded() if self.frontend is not None else []
+        if moved:
+            # It may have failed on a half-written file: no error page for that, the
+            # change it read half of starts the next process.
+            log.info("%s changed while the program loaded: trying again", _names(moved))
+            self._changed_unseen(moved)
+            return
         if self._failure.summary and not self._failure.traceback:
             # A mistake the program told in one sentence (relaunch serve's APP): that
             # sentence is the whole story.

@@ -6,6 +6,9 @@ The supervisor calls these hooks on its own thread; none of them waits for a cli
 
 * :meth:`ServeFrontEnd.child_starting` before a process starts (the error page
   stops answering, so only the new process accepts),
+* :meth:`take_over` when the new process loaded the app and none of its files changed
+  meanwhile: it may serve now, and gets the keep-alive connections the previous one
+  handed over (:mod:`.handoff`),
 * :meth:`child_ready` when the new process serves (pages reload now, not before),
 * :meth:`child_failed` when it could not start or crashed (the error page answers,
   and pages reload to show it),
@@ -24,6 +27,7 @@ from collections.abc import Collection, Iterable
 from ..run.frontend import Failure
 from .endpoint import LoopThread
 from .errorpage import ErrorResponder, render
+from .handoff import Hub
 from .inject import script
 from .livereload import LiveReload
 
@@ -49,10 +53,13 @@ class ServeFrontEnd:
         sock: socket.socket,
         livereload: LiveReload | None,
         endpoints: LoopThread | None = None,
+        hub: Hub | None = None,
     ) -> None:
-        """``endpoints``: the loop the live reload runs on (the front end closes it)."""
+        """``endpoints``: the loop the live reload runs on (the front end closes it);
+        ``hub``: where keep-alive connections wait between processes."""
         self.sock = sock
         self.livereload = livereload
+        self.hub = hub
         self.endpoints = endpoints or LoopThread()
         self.errors = ErrorResponder(sock, self.endpoints)
         self._served_once = False
@@ -66,12 +73,18 @@ class ServeFrontEnd:
     def child_starting(self) -> None:
         self.errors.deactivate()
 
+    def take_over(self, pgid: int) -> None:
+        if self.hub is not None:
+            self.hub.approve(pgid)
+
     def child_ready(self) -> None:
         if self._served_once and self.livereload is not None:
             self.livereload.broadcast("reload")
         self._served_once = True
 
     def child_failed(self, failure: Failure) -> None:
+        if self.hub is not None:
+            self.hub.drop_held()  # their clients reconnect, and get the error page
         page = render(
             summary=failure.summary,
             traceback_text=failure.traceback,
@@ -94,6 +107,8 @@ class ServeFrontEnd:
         return True
 
     def close(self) -> None:
+        if self.hub is not None:
+            self.hub.close()
         self.errors.close()
         if self.livereload is not None:
             self.livereload.close()

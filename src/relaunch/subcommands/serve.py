@@ -10,11 +10,13 @@ import os
 import socket
 import sys
 
+from .. import oslayer
 from ..command import Command, PythonInvocation
 from ..config import OPTIONS, ConfigError, check_number, load
 from ..serve import appload
 from ..serve.endpoint import LISTEN_BACKLOG, LoopThread
 from ..serve.frontend import ServeFrontEnd
+from ..serve.handoff import Hub
 from ..serve.livereload import LiveReload
 from .common import add_noise_options, add_settings_options
 from .run import build_watchset, follow_releases, make_supervisor
@@ -112,6 +114,18 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _handoff_hub() -> Hub | None:
+    """Where keep-alive connections wait between processes; None where open sockets
+    cannot be passed (Windows): retiring processes close them instead."""
+    if oslayer.fd_passing_socket_type() is None:
+        return None
+    try:
+        return Hub()
+    except OSError as exc:
+        log.warning("cannot hand keep-alive connections over at reloads: %s", exc)
+        return None
+
+
 def live_reload_addresses(host: str, allow_remote: bool) -> tuple[str, ...]:
     """Where the live-reload endpoint listens, pure; the first address is required, the
     others are taken when the machine has them. The page reaches the endpoint under the
@@ -164,6 +178,9 @@ def main(args: argparse.Namespace) -> int:
     ]
     if livereload is not None:
         worker_args += ["--live-reload", f"{livereload.port}:{livereload.token}"]
+    hub = _handoff_hub()
+    if hub is not None:
+        worker_args += ["--handoff", hub.path]
     if settings.access_log:
         worker_args.append("--access-log")
     python = PythonInvocation(
@@ -176,7 +193,7 @@ def main(args: argparse.Namespace) -> int:
     )
     watchset = build_watchset(settings, command, cwd)
 
-    frontend = ServeFrontEnd(sock, livereload, endpoints)
+    frontend = ServeFrontEnd(sock, livereload, endpoints, hub)
     supervisor = make_supervisor(
         command,
         watchset,

@@ -137,34 +137,53 @@ class _InotifyBackend:
                 return
             if self.wake_r in ready:
                 os.read(self.wake_r, 64)
-            data = b""
-            if self.fd in ready:
-                try:
-                    data = os.read(self.fd, 1 << 16)
-                except BlockingIOError:
-                    pass
             now = time.monotonic()
+            # Read and parse under the lock: being_written() reads the queue too, and
+            # events must reach the hold in the kernel's order.
             with self.lock:
-                for wd, mask, name in oslayer.inotify_parse(data):
-                    if mask & oslayer.IN_Q_OVERFLOW:
-                        self.hold.forget()
-                        self.hold.add(OVERFLOW, now)
-                        continue
-                    directory = self.by_wd.get(wd)
-                    if directory is None:
-                        continue
-                    if mask & oslayer.IN_IGNORED:
-                        # The folder itself went away: forget the watch, report the folder.
-                        self.by_wd.pop(wd, None)
-                        self.by_dir.pop(directory, None)
-                    path = os.path.join(directory, name) if name else directory
-                    self.hold.add(path, now, write_change(mask))
+                if self.fd in ready:
+                    self._absorb(self._read_events(), now)
                 paths = self.hold.take(now)
                 due = self.hold.due()
             # Idle, or holding for a write: block until the next event or the wait's end.
             timeout = None if due is None else max(0, math.ceil((due - now) * 1000))
             if paths:
                 self.on_paths(paths)
+
+    def _read_events(self) -> bytes:
+        try:
+            return os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            return b""
+
+    def _absorb(self, data: bytes, now: float) -> None:
+        """Feed raw inotify events to the hold. Lock held."""
+        for wd, mask, name in oslayer.inotify_parse(data):
+            if mask & oslayer.IN_Q_OVERFLOW:
+                self.hold.forget()
+                self.hold.add(OVERFLOW, now)
+                continue
+            directory = self.by_wd.get(wd)
+            if directory is None:
+                continue
+            if mask & oslayer.IN_IGNORED:
+                # The folder itself went away: forget the watch, report the folder.
+                self.by_wd.pop(wd, None)
+                self.by_dir.pop(directory, None)
+            path = os.path.join(directory, name) if name else directory
+            self.hold.add(path, now, write_change(mask))
+
+    def being_written(self) -> frozenset[str]:
+        """The watched files being written now. The events the kernel has queued are
+        read first, so a write begun before this call counts however late this
+        backend's thread is; the thread then delivers them as usual."""
+        with self.lock:
+            now = time.monotonic()
+            while data := self._read_events():
+                self._absorb(data, now)
+            writing = self.hold.writing
+        self._wake()
+        return writing
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):  # full: the thread wakes anyway
@@ -377,6 +396,14 @@ class Watcher:
         self.event_dirs = event_dirs - refused
         self.poll_dirs = dirs - self.event_dirs
         self.poller.update(self.poll_dirs, set(files))
+
+    def being_written(self) -> frozenset[str]:
+        """The watched files being written in place now (modified, not closed yet): only
+        inotify can tell; elsewhere, none."""
+        native = self.native
+        if isinstance(native, _InotifyBackend):
+            return native.being_written()
+        return frozenset()
 
     def describe(self) -> str:
         """One line for -v: which backend watches how many folders."""

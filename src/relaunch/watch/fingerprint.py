@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Fingerprint", "Fingerprints", "changed", "take"]
+__all__ = [
+    "Fingerprint",
+    "Fingerprints",
+    "changed",
+    "changed_since_seen",
+    "differs_from_seen",
+    "take",
+]
 
 # Above this size a file is compared by size and mtime only: hashing it on every
 # event would cost more than the reload it might save.
@@ -74,6 +82,32 @@ def changed(old: Fingerprint | None, new: Fingerprint | None, *, by_mtime: bool 
     return new.digest != old.digest
 
 
+def differs_from_seen(seen: tuple[int, int], now: tuple[int, int] | None) -> bool:
+    """The decision, pure: does a file's (mtime_ns, size) ``now`` (None: gone) differ
+    from ``seen``, what a process saw just before it read the file? A size of -1 was
+    not known and is not compared; an mtime of -1 means the file was missing then."""
+    if now is None:
+        return seen[0] != -1
+    if seen[1] != -1 and seen[1] != now[1]:
+        return True
+    return seen[0] != now[0]
+
+
+def changed_since_seen(seen: Mapping[str, tuple[int, int]]) -> list[str]:
+    """The files whose state now differs from what a process saw when it loaded them:
+    it may hold a version that was being written (an empty or half module)."""
+    moved = []
+    for path, then in seen.items():
+        try:
+            st = os.stat(path)
+            now: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            now = None
+        if differs_from_seen(then, now):
+            moved.append(path)
+    return moved
+
+
 class Fingerprints:
     """The last fingerprint seen for each watched file.
 
@@ -101,6 +135,14 @@ class Fingerprints:
             return False
         now = self._known[path]
         return (now.mtime_ns if now is not None else -1) != loaded_mtime_ns
+
+    def state(self, path: str) -> tuple[int, int] | None:
+        """(mtime_ns, size) of the last fingerprint taken; (-1, -1) if the file was
+        missing then; None if none was taken."""
+        if path not in self._known:
+            return None
+        known = self._known[path]
+        return (known.mtime_ns, known.size) if known is not None else (-1, -1)
 
     def absent_before(self, path: str) -> None:
         """Record that the file did not exist before now (it appeared after the watch
