@@ -57,6 +57,7 @@ LAYER_OF = {
     "relaunch._inside.bootstrap": "base",
     "relaunch._inside.zygote_server": "base",
     "relaunch._inside.guardian": "base",
+    "relaunch._inside.werkzeug_child": "base",
     "relaunch.watch": "watch",
     "relaunch.watch.": "watch",
     "relaunch.run": "run",
@@ -102,7 +103,13 @@ CHILD_SIDE = {
 }
 
 # Run before and beside the program in its interpreter: standard library only.
-STDLIB_ONLY = ["relaunch._inside.bootstrap", "relaunch._inside.zygote_server"]
+STDLIB_ONLY = [
+    "relaunch._inside.bootstrap",
+    "relaunch._inside.werkzeug_child",  # loaded by path by the bootstrap
+    "relaunch._inside.zygote_server",
+]
+# ... but for the framework a hook wraps, imported only once the program has imported it.
+HOOKED = {"relaunch._inside.werkzeug_child": {"werkzeug"}}
 # Runs beside the supervisor (``-m``): standard library, and the OS layer, which is
 # itself standard-library only (every OS-specific call lives there).
 GUARDIAN = "relaunch._inside.guardian"
@@ -344,6 +351,7 @@ def test_the_inside_modules_are_the_expected_ones() -> None:
         "relaunch._inside.bootstrap",
         "relaunch._inside.guardian",
         "relaunch._inside.serve_worker",
+        "relaunch._inside.werkzeug_child",
         "relaunch._inside.zygote_server",
     ]
 
@@ -361,16 +369,21 @@ def _outside_stdlib(module: str) -> list[str]:
         f"{module} {imp}"
         for imp in IMPORTS[module]
         if imp.target not in MODULES
+        and imp.target not in HOOKED.get(module, ())
         and imp.target not in sys.stdlib_module_names
         and imp.target != "__future__"
     ]
 
 
 @pytest.mark.parametrize("module", STDLIB_ONLY)
-def test_bootstrap_and_zygote_server_import_the_standard_library_only(module: str) -> None:
+def test_the_program_side_scripts_import_the_standard_library_only(module: str) -> None:
     # Run by file path, before the program: not even relaunch itself.
     assert _outside_stdlib(module) == []
     assert _relaunch_imports(module) == []
+    hooked = [i for i in IMPORTS[module] if i.target in HOOKED.get(module, ())]
+    assert all(i.lazy for i in hooked), "imported before the program did: " + ", ".join(
+        str(i) for i in hooked if not i.lazy
+    )
 
 
 def test_guardian_imports_the_standard_library_and_the_os_layer_only() -> None:
