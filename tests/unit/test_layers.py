@@ -10,7 +10,8 @@ Layers, low to high; a module may import from its own layer and the ones below:
 0. ``base``: helpers that import nothing of relaunch above them (``oslayer``,
    ``pathtext``, ``command``, ``pycache``, ``config``, ``preflight``, ``state``) and
    the standard-library-only code run in other processes (bootstrap, zygote server,
-   guardian), which the run layer imports (``installed_roots``) or runs by path.
+   Werkzeug hook, guardian), which the run layer imports (``installed_roots``) or
+   runs by path.
 1. ``watch``: what is watched, the events, settling.
 2. ``run``: the supervisor, the child, warm restarts, releases; beside it the other
    loops built on the watch layer: ``inprocess`` (a program reloading itself) and
