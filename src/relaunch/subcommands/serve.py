@@ -13,6 +13,7 @@ import sys
 from .. import oslayer
 from ..command import Command, PythonInvocation
 from ..config import OPTIONS, ConfigError, check_number, load
+from ..run.frontend import FrontEnd
 from ..serve import appload
 from ..serve.endpoint import LISTEN_BACKLOG, LoopThread
 from ..serve.frontend import ServeFrontEnd
@@ -193,7 +194,7 @@ def main(args: argparse.Namespace) -> int:
     )
     watchset = build_watchset(settings, command, cwd)
 
-    frontend = ServeFrontEnd(sock, livereload, endpoints, hub)
+    frontend: FrontEnd = ServeFrontEnd(sock, livereload, endpoints, hub)  # mypy checks the fit
     supervisor = make_supervisor(
         command,
         watchset,
