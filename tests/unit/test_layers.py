@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +122,7 @@ class Import:
     target: str  # the relaunch module imported, or a top-level name outside relaunch
     names: tuple[str, ...]  # the names taken from it (``from x import a, b``)
     line: int
-    lazy: bool  # inside a function (or a class body, or an if TYPE_CHECKING block)
+    lazy: bool  # not run when the module is imported (see _import_statements)
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.target}" + (
@@ -146,14 +147,12 @@ def _imports(module: str) -> list[Import]:
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    eager = {id(node) for node in tree.body}
     found = []
-    for node in ast.walk(tree):
-        lazy = id(node) not in eager
+    for node, lazy in _import_statements(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 found.append(Import(_known(alias.name), (), node.lineno, lazy))
-        elif isinstance(node, ast.ImportFrom):
+        else:
             source = _source(node, package)
             names = tuple(alias.name for alias in node.names)
             submodules = [n for n in names if f"{source}.{n}" in MODULES]
@@ -163,6 +162,36 @@ def _imports(module: str) -> list[Import]:
             if rest or not submodules:
                 found.append(Import(_known(source), rest, node.lineno, lazy))
     return found
+
+
+def _import_statements(
+    node: ast.AST, lazy: bool = False
+) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """Every import statement under ``node``, and whether it is lazy: inside a function,
+    or under ``if TYPE_CHECKING:`` (never run). Module-level ``try``/``if`` blocks and
+    class bodies run at import: not lazy."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.Import, ast.ImportFrom)):
+            yield child, lazy
+            continue
+        deferred = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        if isinstance(child, ast.If) and ast.unparse(child.test).endswith("TYPE_CHECKING"):
+            yield from _import_statements(ast.Module(body=child.body, type_ignores=[]), True)
+            yield from _import_statements(ast.Module(body=child.orelse, type_ignores=[]), lazy)
+            continue
+        yield from _import_statements(child, lazy or deferred)
+
+
+def test_lazy_means_not_run_at_import() -> None:
+    tree = ast.parse(
+        "import a\n"
+        "try:\n    import b\nexcept ImportError:\n    pass\n"
+        "if TYPE_CHECKING:\n    import c\n"
+        "def f():\n    import d\n"
+        "class K:\n    import e\n"
+    )
+    lazy = {node.names[0].name: is_lazy for node, is_lazy in _import_statements(tree)}
+    assert lazy == {"a": False, "b": False, "c": True, "d": True, "e": False}
 
 
 def _source(node: ast.ImportFrom, package: str) -> str:
