@@ -203,9 +203,7 @@ def serve_asgi(
         ) from None
     from ..serve import asgi_handoff
 
-    if access_log:  # uvicorn's own request lines, without its start-up chatter
-        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
-    asgi_handoff.run(uvicorn, app, sock, link, _notify_ready)
+    asgi_handoff.run(uvicorn, app, sock, link, _notify_ready, access_log=access_log)
 
 
 def _prepare(app: Any) -> None:

@@ -12,6 +12,7 @@ Only imported for ASGI apps, so uvicorn is imported only then.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -122,8 +123,11 @@ def run(
     sock: socket.socket,
     link: Link | None,
     ready: Callable[[], None],
+    *,
+    access_log: bool = False,
 ) -> None:
-    """Serve the ASGI ``app`` on ``sock`` with uvicorn until SIGTERM."""
+    """Serve the ASGI ``app`` on ``sock`` with uvicorn until SIGTERM; ``access_log``:
+    uvicorn's own line per request, without its start-up chatter."""
     extra: dict[str, Any] = {}
     handover = _Handover(link) if link is not None else None
     if handover is not None:
@@ -131,8 +135,15 @@ def run(
 
         extra["http"] = _handing_protocol(AutoHTTPProtocol, handover)
     config = uvicorn.Config(
-        app, lifespan="auto", log_level="warning", timeout_graceful_shutdown=30, **extra
+        app,
+        lifespan="auto",
+        log_level="warning",
+        access_log=access_log,
+        timeout_graceful_shutdown=30,
+        **extra,
     )
+    if access_log:  # after Config, which sets every uvicorn logger to log_level
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     server = uvicorn.Server(config)
     original_startup = server.startup
     original_shutdown = server.shutdown
