@@ -43,6 +43,7 @@ import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from . import state
 from .pathtext import shown
 
 if TYPE_CHECKING:
@@ -351,9 +352,7 @@ class Monitor:
 def relaunch_imported_ns() -> int:
     """When the program imported relaunch: its own modules imported after that were
     loaded after it, so a file modified since may not be what is running."""
-    from .state import IMPORTED_NS
-
-    return IMPORTED_NS
+    return state.IMPORTED_NS
 
 
 def _mtime_ns(path: str) -> int:
@@ -367,8 +366,7 @@ def _mtime_ns(path: str) -> int:
 
 
 def _under_relaunch() -> bool:
-    module = sys.modules.get("_relaunch_channel")
-    return getattr(module, "channel", None) is not None
+    return state.channel() is not None
 
 
 def build_watchset(paths: Iterable[str | os.PathLike[str]], cwd: str) -> WatchSet:
