@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 __all__ = [
     "__version__",
@@ -32,17 +29,9 @@ __version__ = "0.1.0"
 # importing it first means a later ``import relaunch.watch.events`` (in-process mode
 # does that) finds it loaded and does not rebind ``relaunch.watch`` to the package.
 from . import watch as _watch_package  # noqa: F401
+from .state import channel as _channel
 
 log = logging.getLogger(__name__)
-
-# In-process mode compares module files' mtimes with this (relaunch.inprocess).
-_IMPORTED_NS = time.time_ns()
-
-
-def _channel() -> Any:
-    # Set up by relaunch's bootstrap in the child process; absent anywhere else.
-    module = sys.modules.get("_relaunch_channel")
-    return getattr(module, "channel", None)
 
 
 def is_child() -> bool:

@@ -43,6 +43,7 @@ import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from . import state
 from .pathtext import shown
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ __all__ = [
     "Monitor",
     "add_reload_hook",
     "adopt",
+    "build_watchset",
     "module_files",
     "monitor",
     "reexec_argv",
@@ -350,9 +352,7 @@ class Monitor:
 def relaunch_imported_ns() -> int:
     """When the program imported relaunch: its own modules imported after that were
     loaded after it, so a file modified since may not be what is running."""
-    import relaunch
-
-    return int(relaunch._IMPORTED_NS)
+    return state.IMPORTED_NS
 
 
 def _mtime_ns(path: str) -> int:
@@ -366,14 +366,13 @@ def _mtime_ns(path: str) -> int:
 
 
 def _under_relaunch() -> bool:
-    module = sys.modules.get("_relaunch_channel")
-    return getattr(module, "channel", None) is not None
+    return state.channel() is not None
 
 
-def _build_watchset(paths: Iterable[str | os.PathLike[str]], cwd: str) -> WatchSet:
+def build_watchset(paths: Iterable[str | os.PathLike[str]], cwd: str) -> WatchSet:
     """The watch set of ``relaunch run`` for this program: config plus ``paths``."""
+    from ._inside.bootstrap import installed_roots
     from .config import load
-    from .run.bootstrap import _excluded_roots
     from .watch.rules import GitIgnore, Glob, IgnoreRules
     from .watch.watchset import WatchEntry, WatchSet
 
@@ -387,7 +386,7 @@ def _build_watchset(paths: Iterable[str | os.PathLike[str]], cwd: str) -> WatchS
     )
     entries += [WatchEntry.touch(text, cwd=anchor) for text, anchor in settings.touch_reload]
     watchset = WatchSet(entries=entries, rules=rules, watch_installed=settings.watch_installed)
-    watchset.set_excluded_roots(_excluded_roots())
+    watchset.set_excluded_roots(installed_roots())
     return watchset
 
 
@@ -522,9 +521,9 @@ def start(
         current = _monitor
     if current is not None:
         if watch:
-            current.add_entries(_build_watchset(watch, cwd).entries)
+            current.add_entries(build_watchset(watch, cwd).entries)
         return
-    watchset = _build_watchset(watch, cwd)
+    watchset = build_watchset(watch, cwd)
     poll = check_interval is not None
     interval = check_interval if check_interval is not None else (_poll_interval or 0.5)
     from .config import load
@@ -556,7 +555,7 @@ def start(
         _monitor = new
         extra = list(_extra)
     new.add(extra, "relaunch.watch()")
-    from .run.bootstrap import ReportingFinder
+    from ._inside.bootstrap import ReportingFinder
 
     finder = ReportingFinder(lambda _name, path: new.add([path], "imported by the program"))
     sys.meta_path.insert(0, finder)

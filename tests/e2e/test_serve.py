@@ -150,7 +150,7 @@ def test_broken_code_shows_error_page_then_recovers(site: Path, relaunch: Start)
     _status, body = get(port)
     assert "<b>msg.py</b>, line 1" in body  # the failing file and line come first
     assert "VALUE = (" in body and "relaunch live reload" in body
-    assert "relaunch/serve/worker.py" not in body  # relaunch's own frames are hidden
+    assert "relaunch/_inside/serve_worker.py" not in body  # relaunch's own frames are hidden
     write(site / "msg.py", "VALUE = 'fixed'\n")
     wait_body(port, "<h1>fixed</h1>")
 

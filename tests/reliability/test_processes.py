@@ -387,7 +387,7 @@ def _guardian(r: Relaunch) -> tuple[int, str] | None:
     """The guardian process of this relaunch, and its run token; None while there is none."""
     for pid in oslayer.live_children(r.proc.pid):
         command = oslayer.process_command(pid) or ""
-        if "relaunch.run.guardian" in command:
+        if "relaunch._inside.guardian" in command:
             return pid, command.split()[-1]
     return None
 
@@ -397,7 +397,7 @@ def _run_processes(token: str) -> list[int]:
     found = set(oslayer.processes_with_env(f"_RELAUNCH_RUN={token}"))
     for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
         command = oslayer.process_command(pid) or ""
-        if "relaunch.run.guardian" in command and command.endswith(token):
+        if "relaunch._inside.guardian" in command and command.endswith(token):
             found.add(pid)
     return sorted(p for p in found if pid_alive(p))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from relaunch.run.bootstrap import Channel, report_failure
+from relaunch._inside.bootstrap import Channel, report_failure
 from relaunch.run.ipc import Message, MessageReader
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relaunch.run.bootstrap import _json
+from relaunch._inside.bootstrap import _json
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relaunch.run.bootstrap import ReportingFinder, runs_main_of
+from relaunch._inside.bootstrap import ReportingFinder, runs_main_of
 
 
 def test_a_folder_and_an_archive_run_their_main_a_file_does_not(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from relaunch.run.bootstrap import Channel
+from relaunch._inside.bootstrap import Channel
 from relaunch.run.drivers import Driver, Handled, NotReloaded
 
 

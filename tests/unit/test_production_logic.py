@@ -10,6 +10,7 @@ import pytest
 
 from relaunch import oslayer
 from relaunch.command import Command, PythonInvocation
+from relaunch.integrations import driver_for
 from relaunch.integrations.gunicorn import GunicornInfo, gunicorn_argv
 from relaunch.integrations.uwsgi import parse_uwsgi_args
 from relaunch.preflight import AppSpec
@@ -31,7 +32,7 @@ from relaunch.production.pidfile import (
 )
 from relaunch.production.procs import Rollover
 from relaunch.pycache import drop_bytecode
-from relaunch.run.drivers import Driver, NotReloaded, driver_for
+from relaunch.run.drivers import Driver, NotReloaded
 from relaunch.run.releases import symlinks_above
 
 

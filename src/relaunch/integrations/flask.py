@@ -3,7 +3,7 @@ template and static folders watched.
 
 Werkzeug's reloader would run the app in a grandchild relaunch cannot see, and would
 restart it a second time on every change. For every Python program relaunch runs,
-:func:`child_environment` has the bootstrap load :mod:`.werkzeug_child` once
+:func:`child_environment` has the bootstrap load :mod:`relaunch._inside.werkzeug_child` once
 ``werkzeug.serving`` is imported: its ``run_simple`` then runs without the reloader
 and still prints the debugger's PIN (``flask run --debug``, ``app.run(debug=True)``,
 any script). ``flask run`` also gets ``FLASK_RUN_RELOAD=false``.
@@ -31,9 +31,11 @@ def is_flask_cli(command: Command) -> bool:
     return py.mode == "script" and os.path.basename(py.target) in ("flask", "flask.exe")
 
 
-# Read by relaunch's bootstrap (run/bootstrap.py): MODULE=FILE entries.
+# Read by relaunch's bootstrap (_inside/bootstrap.py): MODULE=FILE entries.
 IMPORT_HOOKS_ENV = "_RELAUNCH_IMPORT_HOOKS"
-WERKZEUG_HOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "werkzeug_child.py")
+WERKZEUG_HOOK = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_inside", "werkzeug_child.py"
+)
 
 
 def child_environment(command: Command) -> dict[str, str]:

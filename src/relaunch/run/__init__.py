@@ -1,2 +1,2 @@
-"""Running the program: the supervisor loop, the child process, and the bootstrap
-that runs inside the child."""
+"""Running the program: the supervisor loop and the child process (the code that runs
+inside the child lives in :mod:`relaunch._inside`)."""

@@ -28,7 +28,9 @@ __all__ = ["BOOTSTRAP", "Child", "Guardian", "InterpreterInfo", "interpreter_inf
 
 log = logging.getLogger(__name__)
 
-BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap.py")
+BOOTSTRAP = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_inside", "bootstrap.py"
+)
 
 OnEvent = Callable[[tuple[Any, ...]], None]
 
@@ -48,7 +50,7 @@ def interpreter_info(interpreter: str) -> InterpreterInfo:
     asked in-process: a Python start saved on the way to the program's first start.
     """
     if shutil.which(interpreter) == sys.executable:
-        from .bootstrap import installed_roots
+        from .._inside.bootstrap import installed_roots
 
         return InterpreterInfo(sys.executable, tuple(installed_roots()))
     try:
@@ -95,7 +97,7 @@ class Guardian:
     def _start(self) -> None:
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "relaunch.run.guardian", self.token],
+                [sys.executable, "-m", "relaunch._inside.guardian", self.token],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 close_fds=True,

@@ -14,15 +14,11 @@ reload. ``None`` asks the supervisor to restart the process.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
-from ..command import Command
 from .child import Child
 
-__all__ = ["Driver", "Handled", "NotReloaded", "driver_for"]
-
-log = logging.getLogger(__name__)
+__all__ = ["Driver", "Handled", "NotReloaded"]
 
 
 class NotReloaded(str):
@@ -60,24 +56,3 @@ class Driver:
 
     def close(self) -> None:
         """Release what the driver holds (relaunch is exiting)."""
-
-
-def driver_for(
-    command: Command, *, preflight: bool = True, preflight_timeout: float = 60.0
-) -> Driver:
-    """The driver for this command: a server integration if one recognises it.
-
-    ``preflight``: import the new code in a throwaway process before each graceful
-    reload (``--no-preflight`` turns it off); ``preflight_timeout`` bounds it.
-    """
-    from ..integrations import gunicorn, uwsgi
-    from ..integrations.mod_wsgi import express
-
-    for integration in (gunicorn, uwsgi, express):
-        driver: Driver | None = integration.driver_for(
-            command, preflight=preflight, preflight_timeout=preflight_timeout
-        )
-        if driver is not None:
-            log.debug("%s driver: graceful reloads", driver.name)
-            return driver
-    return Driver()

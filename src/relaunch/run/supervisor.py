@@ -29,14 +29,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .. import oslayer, pathtext
 from ..command import Command
-from ..integrations import child_environment
 from ..pycache import drop_bytecode
-from ..serve.frontend import Failure, ServeFrontEnd
 from ..watch.events import OVERFLOW, Watcher
 from ..watch.fingerprint import Fingerprints, changed_since_seen, differs_from_seen
 from ..watch.rules import git_top
@@ -46,6 +44,7 @@ from . import ipc
 from .backoff import Backoff
 from .child import Child, Guardian, interpreter_info
 from .drivers import Driver, Handled, NotReloaded
+from .frontend import Failure, FrontEnd
 from .releases import ReleaseLinks
 from .warm import Cold, Warm
 
@@ -93,14 +92,17 @@ class Supervisor:
         restart: str = "cold",
         no_preload: Iterable[str] = (),
         driver: Driver | None = None,
-        frontend: ServeFrontEnd | None = None,
+        frontend: FrontEnd | None = None,
         pass_fds: tuple[int, ...] = (),
         releases: ReleaseLinks | None = None,
         fresh_watchset: Callable[[], WatchSet | None] | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         """``releases``: the symlinks on the way to the working folder; when a deploy
         swaps one, relaunch moves into the new release, takes a new watch set from
-        ``fresh_watchset()`` (made from there) and restarts the program."""
+        ``fresh_watchset()`` (made from there) and restarts the program.
+        ``extra_env``: environment variables every process of the program gets (the
+        subcommand asks the integrations for them); ``frontend``: what ``serve`` adds."""
         self.command = command
         self.watchset = watchset
         self.grace = grace
@@ -143,7 +145,7 @@ class Supervisor:
         self._failure = Failure()
         # Every process of this run inherits the token: the guardian finds them by it.
         self.run_token = secrets.token_hex(8)
-        self.extra_env = {**child_environment(command), "_RELAUNCH_RUN": self.run_token}
+        self.extra_env = {**(extra_env or {}), "_RELAUNCH_RUN": self.run_token}
         self._watch_dirty_at: float | None = None
         self._unwatched: set[str] = set()  # added to the watch set, not yet to the watcher
         self._unseen_changes: set[str] = set()  # changed before relaunch could compare

@@ -27,7 +27,9 @@ __all__ = ["ZYGOTE_SERVER", "ZygoteClient"]
 
 log = logging.getLogger(__name__)
 
-ZYGOTE_SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote_server.py")
+ZYGOTE_SERVER = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_inside", "zygote_server.py"
+)
 FORK_TIMEOUT = 5.0
 MAX_MESSAGE = 16 << 20
 

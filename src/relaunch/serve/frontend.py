@@ -23,8 +23,8 @@ import logging
 import os
 import socket
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 
+from ..run.frontend import Failure
 from .endpoint import LoopThread
 from .errorpage import ErrorResponder, render
 from .handoff import Hub
@@ -34,14 +34,6 @@ from .livereload import LiveReload
 __all__ = ["Failure", "ServeFrontEnd", "classify"]
 
 log = logging.getLogger("relaunch")
-
-
-@dataclass
-class Failure:
-    summary: str = ""
-    traceback: str = ""
-    path: str = ""
-    line: int = 0
 
 
 def classify(changed: Iterable[str], program_files: Collection[str]) -> str:

@@ -141,8 +141,10 @@ def follow_releases(values: dict[str, Any], command: Command) -> dict[str, Any]:
 def make_supervisor(
     command: Command, watchset: WatchSet, settings: Settings, **extra: Any
 ) -> Supervisor:
-    """A supervisor configured from ``settings``; ``extra`` is what a subcommand adds
-    (a driver, a front end, descriptors to pass on)."""
+    """A supervisor configured from ``settings``, with the environment the integrations
+    ask for; ``extra`` is what a subcommand adds (a driver, a front end, descriptors to
+    pass on)."""
+    from ..integrations import child_environment
     from ..run.supervisor import Supervisor
 
     return Supervisor(
@@ -156,6 +158,7 @@ def make_supervisor(
         poll_interval=settings.poll_interval,
         restart=resolve_restart(settings.restart, command),
         no_preload=[name for name, _anchor in settings.no_preload],
+        extra_env=child_environment(command),
         **extra,
     )
 
@@ -173,7 +176,7 @@ def main(args: argparse.Namespace) -> int:
         return _explain(args.explain, watchset, command)
     assert command is not None
 
-    from ..run.drivers import driver_for
+    from ..integrations import driver_for
 
     driver = driver_for(
         command, preflight=settings.preflight, preflight_timeout=settings.preflight_timeout

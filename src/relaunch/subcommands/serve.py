@@ -13,6 +13,7 @@ import sys
 from .. import oslayer
 from ..command import Command, PythonInvocation
 from ..config import OPTIONS, ConfigError, check_number, load
+from ..run.frontend import FrontEnd
 from ..serve import appload
 from ..serve.endpoint import LISTEN_BACKLOG, LoopThread
 from ..serve.frontend import ServeFrontEnd
@@ -184,14 +185,16 @@ def main(args: argparse.Namespace) -> int:
     if settings.access_log:
         worker_args.append("--access-log")
     python = PythonInvocation(
-        sys.executable, (), "module", "relaunch.serve.worker", tuple(worker_args)
+        sys.executable, (), "module", "relaunch._inside.serve_worker", tuple(worker_args)
     )
     command = Command(
-        (sys.executable, "-m", "relaunch.serve.worker", *worker_args), sys.executable, python
+        (sys.executable, "-m", "relaunch._inside.serve_worker", *worker_args),
+        sys.executable,
+        python,
     )
     watchset = build_watchset(settings, command, cwd)
 
-    frontend = ServeFrontEnd(sock, livereload, endpoints, hub)
+    frontend: FrontEnd = ServeFrontEnd(sock, livereload, endpoints, hub)  # mypy checks the fit
     supervisor = make_supervisor(
         command,
         watchset,

@@ -23,7 +23,8 @@ from django.utils import autoreload  # type: ignore[import-untyped,import-not-fo
 
 import relaunch
 
-from ...run.bootstrap import installed_roots
+from ... import state
+from ..._inside.bootstrap import installed_roots
 from ...watch.events import OVERFLOW, Watcher
 from ...watch.fingerprint import Fingerprints
 from ...watch.rules import IgnoreRules
@@ -138,7 +139,7 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
             if autoreload._error_files:
                 relaunch.watch(*autoreload._error_files)
             raise SystemExit(1)
-        channel = relaunch._channel() if self.supervised else None
+        channel = state.channel() if self.supervised else None
         if channel is not None:
             # The supervisor watches the modules; before it restarts for one, it asks
             # here, so file_changed reaches receivers for .py files as under runserver.

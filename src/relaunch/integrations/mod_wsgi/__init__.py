@@ -80,13 +80,13 @@ from ...preflight import AppSpec, PreflightResult, describe_failure, run_preflig
 if TYPE_CHECKING:
     from ...inprocess import Monitor as InProcessMonitor
 
-__all__ = ["mark_stale", "start", "track", "unmark_stale"]
+__all__ = ["RELAUNCH_DIR", "mark_stale", "shown_paths", "start", "track", "unmark_stale"]
 
 log = logging.getLogger(__name__)
 
 # relaunch's own package: tooling, never the application (it may sit outside
 # site-packages, e.g. an editable install).
-_RELAUNCH_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RELAUNCH_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # -- in the daemon process: start() and track() ---------------------------------------
 
@@ -280,7 +280,7 @@ def _interpreter() -> str:
     return sys.executable
 
 
-def _names(paths: Sequence[str], base: str) -> str:
+def shown_paths(paths: Sequence[str], base: str) -> str:
     names = [os.path.relpath(p, base) if p.startswith(base + os.sep) else p for p in paths[:3]]
     more = f" (+{len(paths) - 3} more)" if len(paths) > 3 else ""
     return ", ".join(shown(name) for name in names) + more
@@ -370,7 +370,7 @@ class _Reloader:
         import hashlib
 
         from ...config import load
-        from ...inprocess import Monitor, _build_watchset
+        from ...inprocess import Monitor, build_watchset
         from ...watch.settle import Settler
 
         self.script = script
@@ -382,8 +382,8 @@ class _Reloader:
         self.python = _interpreter()
         self.marks: dict[str, int] = {}
         settings = load({}, cwd=anchor)
-        watchset = _build_watchset(watch, anchor)
-        watchset.set_excluded_roots((*watchset.excluded_roots, _RELAUNCH_DIR))
+        watchset = build_watchset(watch, anchor)
+        watchset.set_excluded_roots((*watchset.excluded_roots, RELAUNCH_DIR))
         self.monitor: InProcessMonitor = Monitor(
             watchset,
             self._on_change,
@@ -411,14 +411,14 @@ class _Reloader:
         return out
 
     def add_watch(self, watch: Iterable[str | os.PathLike[str]], anchor: str) -> None:
-        from ...inprocess import _build_watchset
+        from ...inprocess import build_watchset
 
         paths = list(watch)
         if paths:
-            self.monitor.add_entries(_build_watchset(paths, anchor).entries)
+            self.monitor.add_entries(build_watchset(paths, anchor).entries)
 
     def start(self, tracked: Sequence[str]) -> None:
-        from ...run.bootstrap import ReportingFinder
+        from ..._inside.bootstrap import ReportingFinder
 
         extra = [*tracked, *([self.script] if self.script else [])]
         self.monitor.add(extra, "the WSGI script or track()")
@@ -479,7 +479,7 @@ class _Reloader:
             self.monitor.reloading = False
 
     def _reload(self, changed: list[str]) -> None:
-        what = _names(changed, self.anchor) or "reload requested"
+        what = shown_paths(changed, self.anchor) or "reload requested"
         if self.preflight:
             started = time.monotonic()
             result, by = self.verdicts.run(self._key, self._check)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from ...command import Command
 from ...preflight import AppSpec, PreflightResult, describe_failure, run_preflight
 from ...run.drivers import Driver, NotReloaded
-from . import _RELAUNCH_DIR, _names
+from . import RELAUNCH_DIR, shown_paths
 
 if TYPE_CHECKING:
     from ...production.monitor import Monitor
@@ -428,7 +428,7 @@ class ModWsgiDriver(Driver):
                 roots = interpreter_info(self.python).roots
             except Exception:
                 roots = ()
-            watchset.set_excluded_roots((*roots, _RELAUNCH_DIR))
+            watchset.set_excluded_roots((*roots, RELAUNCH_DIR))
             first = self.check()
             with self._lock:
                 if self._closed:
@@ -465,7 +465,7 @@ class ModWsgiDriver(Driver):
         )
 
     def _on_change(self, changed: list[str]) -> None:
-        what = _names(changed, self.cwd)
+        what = shown_paths(changed, self.cwd)
         done = self.act(changed)
         if done is _ALREADY:
             log.debug("%s changed; already reloaded for it", what)

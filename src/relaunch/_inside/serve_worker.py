@@ -1,14 +1,14 @@
 """Runs in the program's process for ``relaunch serve``: load the app, serve the held socket.
 
-Started by the supervisor as ``python -m relaunch.serve.worker APP --fd N ...``
+Started by the supervisor as ``python -m relaunch._inside.serve_worker APP --fd N ...``
 through relaunch's bootstrap, so the app's imports are watched like any program's.
 WSGI apps are served by waitress (threads, pure Python, every OS); ASGI apps by
-uvicorn; tornado apps by tornado's own HTTPServer (:mod:`.tornado_app`). All serve
+uvicorn; tornado apps by tornado's own HTTPServer (:mod:`relaunch.serve.tornado_app`). All serve
 the listening socket the supervisor bound once and keeps open, so while this process
 restarts, new connections wait in the socket's backlog.
 
 Once the app is loaded it says so ("loaded") and, with ``--handoff``, accepts nothing
-until the supervisor says go over the hand-over socket (:mod:`.handoff`): the
+until the supervisor says go over the hand-over socket (:mod:`relaunch.serve.handoff`): the
 supervisor first checks that no file it imported changed while it loaded.
 
 On SIGTERM it stops accepting (the supervisor's copy of the socket stays open),
@@ -27,10 +27,10 @@ import time
 from typing import Any, NoReturn
 
 from ..integrations.django import devserver as django_devserver
-from . import accesslog, appload
-from .appload import AppError
-from .handoff import Link
-from .inject import ASGIInjector, WSGIInjector, script
+from ..serve import accesslog, appload
+from ..serve.appload import AppError
+from ..serve.handoff import Link
+from ..serve.inject import ASGIInjector, WSGIInjector, script
 
 __all__ = ["main"]
 
@@ -42,9 +42,9 @@ FRESH_WAIT = 2.0
 
 
 def _notify(kind: str) -> None:
-    import relaunch
+    from .. import state
 
-    channel = relaunch._channel()
+    channel = state.channel()
     if channel is not None:
         channel.send({"t": kind})
 
@@ -201,7 +201,7 @@ def serve_asgi(
         raise AppError(
             "this is an ASGI app, which relaunch serves with uvicorn: pip install uvicorn"
         ) from None
-    from . import asgi_handoff
+    from ..serve import asgi_handoff
 
     asgi_handoff.run(uvicorn, app, sock, link, _notify_ready, access_log=access_log)
 
@@ -235,9 +235,11 @@ def _give_up(exc: AppError) -> NoReturn:
     watched) in one line, no traceback, and exit."""
     import relaunch
 
+    from .. import state
+
     if exc.watch:
         relaunch.watch(*exc.watch)
-    channel = relaunch._channel()
+    channel = state.channel()
     if channel is None:
         log.error("%s", exc)
     else:  # the supervisor says it, once
@@ -252,7 +254,7 @@ def _with_live_reload(app: Any, kind: str, snippet: bytes) -> Any:
         return WSGIInjector(app, snippet)
     transforms = getattr(app, "transforms", None)  # a tornado Application
     if isinstance(transforms, list):
-        from .tornado_app import live_reload_transform
+        from ..serve.tornado_app import live_reload_transform
 
         # First, so that it sees the page before tornado's gzip transform compresses it.
         transforms.insert(0, live_reload_transform(snippet))
@@ -272,7 +274,7 @@ def _fork_workers(count: int) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="relaunch.serve.worker")
+    parser = argparse.ArgumentParser(prog="relaunch._inside.serve_worker")
     parser.add_argument("app")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
@@ -309,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     children = _fork_workers(args.workers)
     link = _wait_for_go(args.handoff) if args.handoff else None
     if kind == "tornado":
-        from . import tornado_app
+        from ..serve import tornado_app
 
         tornado_app.serve(app, sock, _notify_ready, FRESH_WAIT, link)
     elif kind == "asgi":
