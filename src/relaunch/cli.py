@@ -15,6 +15,7 @@ from typing import NoReturn
 from . import __version__
 from .command import CommandError
 from .config import ConfigError, noise_from_env
+from .serve.accesslog import PrefixFormatter
 from .subcommands import run, serve, watch
 
 __all__ = ["SUBCOMMANDS", "main"]
@@ -45,19 +46,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, parsers
 
 
-class _Formatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.levelno >= logging.ERROR:
-            message = "error: " + message
-        elif record.levelno >= logging.WARNING:
-            message = "warning: " + message
-        return f"[relaunch] {message}"
-
-
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
+    handler.setFormatter(PrefixFormatter(tracebacks=False))
     root = logging.getLogger("relaunch")
     root.handlers[:] = [handler]
     root.propagate = False

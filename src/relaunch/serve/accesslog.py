@@ -18,12 +18,19 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["AccessLog", "access_line", "configure", "tornado_log_function"]
+__all__ = ["AccessLog", "PrefixFormatter", "access_line", "configure", "tornado_log_function"]
 
 ACCESS_LOGGER = "relaunch.access"
 
 
-class _Formatter(logging.Formatter):
+class PrefixFormatter(logging.Formatter):
+    """relaunch's own lines: ``[relaunch] warning: ...``; with ``tracebacks``, a record's
+    exception follows it (the worker's; the supervisor's lines stay one line each)."""
+
+    def __init__(self, *, tracebacks: bool) -> None:
+        super().__init__()
+        self.tracebacks = tracebacks
+
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         if record.levelno >= logging.ERROR:
@@ -31,7 +38,7 @@ class _Formatter(logging.Formatter):
         elif record.levelno >= logging.WARNING:
             message = "warning: " + message
         text = f"[relaunch] {message}"
-        if record.exc_info:
+        if self.tracebacks and record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
 
@@ -39,7 +46,7 @@ class _Formatter(logging.Formatter):
 def configure(*, access_log: bool) -> None:
     """Set up relaunch's loggers in the worker, and nothing else."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
+    handler.setFormatter(PrefixFormatter(tracebacks=True))
     own = logging.getLogger("relaunch")
     own.handlers[:] = [handler]
     own.propagate = False
