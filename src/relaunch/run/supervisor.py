@@ -42,6 +42,7 @@ from ..watch.settle import Settler
 from ..watch.watchset import WatchSet, is_within
 from . import ipc
 from .backoff import Backoff
+from .checkpoints import Checkpointing
 from .child import Child, Guardian, interpreter_info
 from .drivers import Driver, Handled, NotReloaded
 from .frontend import Failure, FrontEnd
@@ -204,8 +205,9 @@ class Supervisor:
             # itself is an editable install.
             self.watchset.set_excluded_roots((*info.roots, RELAUNCH_DIR))
             self.executable = info.executable
-            if self.restart_mode == "warm":
-                self.strategy = Warm(
+            if self.restart_mode in ("warm", "checkpoint"):
+                kind = Checkpointing if self.restart_mode == "checkpoint" else Warm
+                self.strategy = kind(
                     self.command.python,
                     self.watchset,
                     executable=info.executable,
@@ -610,6 +612,8 @@ class Supervisor:
         number, why, since = self._pending_report
         self._pending_report = None
         took = (time.monotonic() - since) * 1000
+        how = self.strategy.started_how(ran_known=self.frontend is not None)
+        why += f"; {how}" if how else ""
         log.info("reload #%d: %s; new process up in %.0f ms", number, why, took)
 
     def _start_child(self) -> None:
@@ -699,10 +703,9 @@ class Supervisor:
 
     def _known_pids(self) -> set[int]:
         known = {pid for c in (self.child, *self._retiring_children) if c for pid in c.pids}
-        for pid in (self.guardian.pid if self.guardian else None, self.strategy.pid()):
-            if pid:
-                known.add(pid)
-        return known
+        if self.guardian is not None and self.guardian.pid:
+            known.add(self.guardian.pid)
+        return known | self.strategy.pids()
 
     def _kill_strays(self) -> None:
         """Kill what a stopped program left behind outside its process group (a daemon

@@ -27,7 +27,7 @@ from ..command import PythonInvocation
 from ..pycache import drop_bytecode
 from ..watch.watchset import WatchSet
 from .preload import is_package_change, preload_candidates, should_rebuild
-from .zygote import ZygoteClient
+from .zygote import ForkClient, ZygoteClient
 
 __all__ = ["Cold", "Warm"]
 
@@ -44,7 +44,7 @@ class Cold:
 
     name = "cold"
 
-    def forker(self) -> ZygoteClient | None:
+    def forker(self) -> ForkClient | None:
         return None
 
     def child_started(self) -> None:
@@ -71,9 +71,13 @@ class Cold:
     def watch_dirs(self) -> set[str]:
         return set()
 
-    def pid(self) -> int | None:
-        """The helper process this strategy keeps running, if any."""
-        return None
+    def pids(self) -> set[int]:
+        """Every helper process this strategy keeps running."""
+        return set()
+
+    def started_how(self, *, ran_known: bool) -> str:
+        """What the reload line adds about how the new process started ("": nothing)."""
+        return ""
 
     def close(self) -> None:
         pass
@@ -121,7 +125,7 @@ class Warm(Cold):
 
     # -- the supervisor's questions --------------------------------------------------
 
-    def forker(self) -> ZygoteClient | None:
+    def forker(self) -> ForkClient | None:
         zygote = self.zygote
         return zygote if zygote is not None and zygote.ready else None
 
@@ -194,8 +198,8 @@ class Warm(Cold):
             log.debug("the warm-start process exited; the next restart is cold")
             self._discard()
 
-    def pid(self) -> int | None:
-        return self.zygote.pid if self.zygote is not None else None
+    def pids(self) -> set[int]:
+        return {self.zygote.pid} if self.zygote is not None else set()
 
     def watch_dirs(self) -> set[str]:
         """Folders whose changes may invalidate the zygote: its files', site-packages, the
