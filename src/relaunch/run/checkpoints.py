@@ -71,6 +71,11 @@ class Hello:
     why: str = ""
 
 
+def _shown(path: str) -> str:
+    relative = os.path.relpath(path)
+    return shown(path if relative.startswith("..") else relative)
+
+
 def _abs(value: object) -> str | None:
     if isinstance(value, str) and value and "\0" not in value and os.path.isabs(value):
         return os.path.normpath(value)
@@ -120,16 +125,16 @@ def spoiled_by(
     when it was taken; ``watched(path)``: relaunch watches the path."""
     for path in paths:
         if path in files:
-            return f"{shown(path)} changed, and it ran before"
+            return f"{_shown(path)} changed, and it ran before"
         if interpreter is not None and path == interpreter:
             return "the Python interpreter changed"
         if is_package_change(path, site_roots):
             return "installed packages changed"
         if path.endswith(".py"):
             if path not in existing and exists(path):
-                return f"a new module appeared ({shown(path)}), which an earlier import may find"
+                return f"a new module appeared ({_shown(path)}), which an earlier import may find"
         elif watched(path) and not path.endswith((".pyc", ".pyo")):
-            return f"{shown(path)} changed, which the program may have read before"
+            return f"{_shown(path)} changed, which the program may have read before"
     return None
 
 
@@ -139,7 +144,7 @@ def stale(
     """Why a checkpoint is out of date: a file that ran before it is not as it was then."""
     for path, seen in files.items():
         if look(path) != seen:
-            return f"{shown(path)} changed, and it ran before"
+            return f"{_shown(path)} changed, and it ran before"
     return None
 
 
@@ -321,7 +326,7 @@ class Checkpointing(Warm):
                 checkpoint.spoiled = stale(checkpoint.files, _look) or ""
             if checkpoint.spoiled:
                 log.debug(
-                    "checkpoint before %s not used: %s", shown(checkpoint.file), checkpoint.spoiled
+                    "checkpoint before %s not used: %s", _shown(checkpoint.file), checkpoint.spoiled
                 )
         for checkpoint in [c for c in self.checkpoints if c.spoiled]:
             self._drop(checkpoint)
@@ -387,7 +392,7 @@ class Checkpointing(Warm):
         elif isinstance(zygote, CheckpointClient):
             if message.get("ev") == "gone":
                 for checkpoint in [c for c in self.checkpoints if c.client is zygote]:
-                    log.debug("the checkpoint before %s exited", shown(checkpoint.file))
+                    log.debug("the checkpoint before %s exited", _shown(checkpoint.file))
                     self.checkpoints.remove(checkpoint)
         else:
             super().zygote_event(zygote, message)
@@ -431,7 +436,7 @@ class Checkpointing(Warm):
             conn.close()
             if hello is not None:
                 self.listener.arrived(hello.pid)
-                text = f"no checkpoint before {shown(hello.file)}: {hello.why}"
+                text = f"no checkpoint before {_shown(hello.file)}: {hello.why}"
                 if text not in self._said:
                     self._said.add(text)
                     log.debug("%s", text)
@@ -448,7 +453,7 @@ class Checkpointing(Warm):
         log.debug(
             "checkpoint %d parked before %s (%d modules ran before it)",
             hello.pid,
-            shown(hello.file),
+            _shown(hello.file),
             len(hello.files),
         )
 
