@@ -363,13 +363,21 @@ class Checkpointing(Warm):
     def paths_changed(self, paths: Iterable[str]) -> None:
         paths = list(paths)
         super().paths_changed(paths)
+        self._spoil(paths)
+
+    def files_changed(self, paths: Sequence[str]) -> None:
+        # Edits found without an event (made before the watcher covered the file) are
+        # only here; so the hot files are taken from here.
         for path in paths:
-            if path.endswith(".py") and self._watched(path) and not os.path.isdir(path):
+            if path.endswith(".py"):
                 if path in self.hot:
                     self.hot.remove(path)
                 self.hot.append(path)
         del self.hot[:-MAX_HOT]
         self.extra_env["_RELAUNCH_HOT"] = os.pathsep.join(self.hot)  # for a cold start
+        self._spoil(paths)
+
+    def _spoil(self, paths: Sequence[str]) -> None:
         for checkpoint in self.checkpoints:
             if checkpoint.spoiled:
                 continue

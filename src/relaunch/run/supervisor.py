@@ -299,6 +299,7 @@ class Supervisor:
             ):
                 log.info("%s changed: pages refreshed, no restart needed", _names(changed))
             elif changed:
+                self.strategy.files_changed(changed)
                 drop_bytecode(changed)
                 self._restart(f"{_names(changed)} changed", batch.first_event, changed)
             else:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..command import PythonInvocation
@@ -61,6 +61,9 @@ class Cold:
 
     def paths_changed(self, paths: Iterable[str]) -> None:
         pass
+
+    def files_changed(self, paths: Sequence[str]) -> None:
+        """These watched files changed (a settled batch, about to restart the program)."""
 
     def release_switched(self) -> None:
         """The program now runs from another folder (a deploy swapped a symlink)."""

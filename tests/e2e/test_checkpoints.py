@@ -1,0 +1,251 @@
+"""Checkpoint restarts end to end: a reload forks a copy of the program parked just
+before the edited file ran, and what it prints is what a cold start of the files as
+they are now prints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .harness import Relaunch, pid_alive, wait_until, write
+from .test_serve import Polling, free_port, wait_body
+
+Start = Callable[..., Relaunch]
+
+# The app prints what a cold start would: the registry that modules fill at import
+# (early appends at import, views too, after it), each module's value, whether an
+# optional module exists. ONCE=1 (the cold reference run) exits after printing.
+APP = """\
+import os, sys, time
+import registry
+import early
+{before_views}
+try:
+    import extra
+except ImportError:
+    extra = None
+import views
+print("state", registry.ITEMS, early.X, views.V, getattr(extra, "E", None),
+      sorted(m for m in sys.modules if m in ("registry", "early", "views", "extra", "late")),
+      "views", views.V, flush=True)
+if os.environ.get("ONCE"):
+    sys.exit(0)
+time.sleep(3600)
+"""
+
+PARKED = r"checkpoint (\d+) parked before views\.py"
+KEPT = r"reload #{n}: views\.py changed; kept \d+ modules; new process up in \d+ ms"
+
+
+def make(root: Path, before_views: str = "") -> Path:
+    (root / "app.py").write_text(APP.format(before_views=before_views))
+    (root / "registry.py").write_text("ITEMS = []\n")
+    (root / "early.py").write_text("import registry\nregistry.ITEMS.append('early')\nX = 1\n")
+    views(root, 1)
+    return root
+
+
+def views(root: Path, value: int) -> None:
+    write(
+        root / "views.py",
+        f"import registry\nregistry.ITEMS.append('views{value}')\nV = {value}\n",
+    )
+
+
+def cold(root: Path) -> str:
+    """What ``python app.py`` prints now, without relaunch."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAUNCH", "_RELAUNCH"))}
+    out = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=root,
+        env={**env, "ONCE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    return next(line for line in out.splitlines() if line.startswith("state"))
+
+
+def start(relaunch: Start, root: Path, *extra: str) -> Relaunch:
+    return relaunch(["run", "-v", *extra, "--", sys.executable, "app.py"], root)
+
+
+def state_after(r: Relaunch, mark: int, value: int) -> str:
+    """The state line printed after ``mark`` by a process that ran views.py ``value``."""
+    return r.expect(rf"^state .* views {value}$", start=mark).group(0)
+
+
+def reach_checkpoint(r: Relaunch, root: Path) -> int:
+    """Edit views.py until a checkpoint is parked before it; returns its pid."""
+    state_after(r, 0, 1)
+    views(root, 2)  # the first edit: views.py is hot from now on; this child parks one
+    pid = int(r.expect(PARKED, stream="err").group(1))
+    state_after(r, 0, 2)
+    return pid
+
+
+def test_second_edit_of_a_file_is_served_from_a_checkpoint_exactly(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    root = make(tmp_path)
+    r = start(relaunch, root)
+    reach_checkpoint(r, root)
+    for value in (3, 4):
+        mark = r.out.mark()
+        views(root, value)
+        r.expect(KEPT.format(n=value - 1), stream="err")
+        assert state_after(r, mark, value) == cold(root)
+    assert "views4" in cold(root) and "views3" not in cold(root)
+
+
+def test_edit_of_a_file_run_before_the_checkpoint_falls_back_exactly(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    root = make(tmp_path)
+    r = start(relaunch, root)
+    reach_checkpoint(r, root)
+    mark, err = r.out.mark(), r.err.mark()
+    write(root / "early.py", "import registry\nregistry.ITEMS.append('early2')\nX = 2\n")
+    r.expect(r"checkpoint before views\.py not used: early\.py changed", stream="err", start=err)
+    r.expect(r"reload #2: early\.py changed; new process up in", stream="err", start=err)
+    assert state_after(r, mark, 2) == cold(root)
+    # The new child parks a checkpoint before each hot file; the next views edit uses one.
+    r.expect(PARKED, stream="err", start=err)
+    mark = r.out.mark()
+    views(root, 5)
+    r.expect(KEPT.format(n=3), stream="err")
+    assert state_after(r, mark, 5) == cold(root)
+
+
+THREAD = "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,), daemon=True).start()"
+SOCKET = "import socket\n_held = socket.socket()"
+
+
+@pytest.mark.parametrize(
+    ("before_views", "why"),
+    [(THREAD, "the program had started a thread"), (SOCKET, "the program had opened a socket")],
+)
+def test_no_checkpoint_after_a_thread_or_a_socket_and_still_exact(
+    tmp_path: Path, relaunch: Start, before_views: str, why: str
+) -> None:
+    root = make(tmp_path, before_views)
+    r = start(relaunch, root)
+    state_after(r, 0, 1)
+    views(root, 2)
+    r.expect(rf"no checkpoint before views\.py: {why}$", stream="err")
+    state_after(r, 0, 2)
+    for value in (3, 4):
+        mark = r.out.mark()
+        views(root, value)
+        r.expect(rf"reload #{value - 1}: views\.py changed; new process up in", stream="err")
+        assert state_after(r, mark, value) == cold(root)
+    assert r.err.count("kept") == 0
+    assert r.err.count(rf"no checkpoint before views\.py: {why}") == 1  # said once
+
+
+def test_a_new_module_makes_it_fall_back(tmp_path: Path, relaunch: Start) -> None:
+    root = make(tmp_path)
+    r = start(relaunch, root)
+    reach_checkpoint(r, root)
+    (root / "extra.py").write_text("E = 'new'\n")
+    err, mark = r.err.mark(), r.out.mark()
+    views(root, 3)
+    r.expect(r"checkpoint before views\.py not used: a new module appeared", stream="err")
+    r.expect(r"reload #2: views\.py changed; new process up in", stream="err", start=err)
+    state = state_after(r, mark, 3)
+    assert state == cold(root) and " new " in state
+
+
+def test_a_module_run_after_the_checkpoint_is_run_again(tmp_path: Path, relaunch: Start) -> None:
+    """views imports late: an edit of late is served from the checkpoint before views."""
+    root = make(tmp_path)
+    (root / "late.py").write_text("L = 1\n")
+    r = start(relaunch, root)
+    reach_checkpoint(r, root)
+    write(
+        root / "views.py", "import registry, late\nregistry.ITEMS.append(f'v{late.L}')\nV = 9\n"
+    )
+    r.expect(KEPT.format(n=2), stream="err")
+    state_after(r, 0, 9)
+    mark = r.out.mark()
+    write(root / "late.py", "L = 2\n")
+    r.expect(r"reload #3: late\.py changed; kept \d+ modules", stream="err")
+    assert state_after(r, mark, 9) == cold(root)
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_no_parked_process_is_left_behind(tmp_path: Path, relaunch: Start, how: str) -> None:
+    root = make(tmp_path)
+    r = start(relaunch, root)
+    parked = reach_checkpoint(r, root)
+    views(root, 3)
+    r.expect(KEPT.format(n=2), stream="err")
+    assert pid_alive(parked)
+    if how == "stop":
+        r.signal(signal.SIGTERM)
+        r.wait()
+    else:
+        r.signal(signal.SIGKILL)
+        r.wait()
+    # (Killed with relaunch, it may stay a zombie of init's for a while: it runs no more.)
+    wait_until(lambda: not pid_alive(parked), what=f"checkpoint {parked} to go")
+
+
+@pytest.mark.parametrize("mode", ["warm", "cold"])
+def test_warm_and_cold_take_no_checkpoint(tmp_path: Path, relaunch: Start, mode: str) -> None:
+    root = make(tmp_path)
+    r = start(relaunch, root, "--restart", mode)
+    state_after(r, 0, 1)
+    for value in (2, 3, 4):
+        mark = r.out.mark()
+        views(root, value)
+        r.expect(rf"reload #{value - 1}: views\.py changed; new process up in", stream="err")
+        assert state_after(r, mark, value) == cold(root)
+    assert r.err.count(r"checkpoint \d+ parked|kept \d+ modules") == 0
+    assert f"{mode} restarts" in r.err.text()
+
+
+FLASK_APP = """\
+from flask import Flask
+import catalog.models
+from catalog import views
+
+app = Flask(__name__)
+app.add_url_rule("/", view_func=views.index)
+"""
+
+
+def test_serve_a_view_edit_from_a_checkpoint_with_no_failed_request(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    pytest.importorskip("flask")
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "catalog" / "__init__.py").write_text("")
+    (tmp_path / "catalog" / "models.py").write_text("ITEMS = ['tea', 'cake']\n")
+    (tmp_path / "catalog" / "views.py").write_text(
+        "from . import models\ndef index():\n    return 'v1 ' + ','.join(models.ITEMS)\n"
+    )
+    (tmp_path / "app.py").write_text(FLASK_APP)
+    port = free_port()
+    r = relaunch(["serve", "app:app", "--port", str(port), "-v"], tmp_path)
+    wait_body(port, "v1 tea,cake")
+    with Polling(port) as polling:
+        for n in range(2, 6):
+            write(
+                tmp_path / "catalog" / "views.py",
+                f"from . import models\ndef index():\n    return 'v{n} ' + ','.join(models.ITEMS)\n",
+            )
+            wait_body(port, f"v{n} tea,cake")
+    r.expect(r"checkpoint \d+ parked before catalog/views\.py", stream="err")
+    r.expect(
+        r"reload #\d: catalog/views\.py changed; kept \d+ modules, ran \d+; new process up in",
+        stream="err",
+    )
+    assert polling.served > 10 and polling.failures == []
