@@ -124,7 +124,9 @@ def test_edit_of_a_file_run_before_the_checkpoint_falls_back_exactly(
     assert state_after(r, mark, 5) == cold(root)
 
 
-THREAD = "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,), daemon=True).start()"
+THREAD = (
+    "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,), daemon=True).start()"
+)
 SOCKET = "import socket\n_held = socket.socket()"
 
 
@@ -169,9 +171,7 @@ def test_a_module_run_after_the_checkpoint_is_run_again(tmp_path: Path, relaunch
     (root / "late.py").write_text("L = 1\n")
     r = start(relaunch, root)
     reach_checkpoint(r, root)
-    write(
-        root / "views.py", "import registry, late\nregistry.ITEMS.append(f'v{late.L}')\nV = 9\n"
-    )
+    write(root / "views.py", "import registry, late\nregistry.ITEMS.append(f'v{late.L}')\nV = 9\n")
     r.expect(KEPT.format(n=2), stream="err")
     state_after(r, 0, 9)
     mark = r.out.mark()
@@ -240,7 +240,8 @@ def test_serve_a_view_edit_from_a_checkpoint_with_no_failed_request(
         for n in range(2, 6):
             write(
                 tmp_path / "catalog" / "views.py",
-                f"from . import models\ndef index():\n    return 'v{n} ' + ','.join(models.ITEMS)\n",
+                "from . import models\ndef index():\n"
+                f"    return 'v{n} ' + ','.join(models.ITEMS)\n",
             )
             wait_body(port, f"v{n} tea,cake")
     r.expect(r"checkpoint \d+ parked before catalog/views\.py", stream="err")
