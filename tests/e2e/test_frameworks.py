@@ -365,7 +365,7 @@ def test_django_settings_change_does_not_wait_out_the_grace(
         mark = p.err.mark()
         write(settings, good + f"\nEDIT = {n}\n")
         up = p.expect(
-            r"reload #\d+: proj/settings.py changed; new process up in (\d+) ms",
+            r"reload #\d+: proj/settings.py changed; (?:kept [^;]+; )?new process up in (\d+) ms",
             stream="err",
             start=mark,
         )

@@ -155,6 +155,7 @@ class Checkpoint:
     files: Mapping[str, tuple[int, int]]
     existing: frozenset[str]  # module files in the watched folders when it arrived
     serial: int  # arrival order
+    unwatched: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # of ``files``
     client: Any = None  # the ForkClient driving it
     spoiled: str = ""  # why it is no longer valid, once known
 
@@ -323,7 +324,10 @@ class Checkpointing(Warm):
         self.started_from = None
         for checkpoint in self.checkpoints:
             if not checkpoint.spoiled:
-                checkpoint.spoiled = stale(checkpoint.files, _look) or ""
+                # A watched file's change was an event (or a batch) that spoiled it at
+                # once; only the others are looked at, here: no stat of a whole project
+                # on the way to every reload.
+                checkpoint.spoiled = stale(checkpoint.unwatched, _look) or ""
             if checkpoint.spoiled:
                 log.debug(
                     "checkpoint before %s not used: %s", _shown(checkpoint.file), checkpoint.spoiled
@@ -454,7 +458,10 @@ class Checkpointing(Warm):
         checkpoint = Checkpoint(
             hello.pid, hello.file, hello.files, self._existing_modules(), self._serial
         )
+        checkpoint.unwatched = {p: s for p, s in hello.files.items() if not self._watched(p)}
         checkpoint.client = CheckpointClient(conn, self.on_event, hello.pid)
+        # Changed after the program read it, before it was known here: no event spoils it.
+        checkpoint.spoiled = stale(hello.files, _look) or ""
         self.checkpoints, dropped = admit(self.checkpoints, checkpoint)
         for old in dropped:
             self._close(old)

@@ -256,6 +256,7 @@ class Supervisor:
                 self._watch_dirty_at,
                 self._restart_at,
                 self._requested_at,
+                self._take_over_at,  # or a deferred take-over waits for the next event
                 self.strategy.due(),
             )
             if t
