@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Relaunch, pid_alive, wait_until, write
+from .harness import Proc, Relaunch, pid_alive, wait_until, write
 from .test_serve import Polling, free_port, wait_body
 
 Start = Callable[..., Relaunch]
@@ -250,3 +250,32 @@ def test_serve_a_view_edit_from_a_checkpoint_with_no_failed_request(
         stream="err",
     )
     assert polling.served > 10 and polling.failures == []
+
+
+@pytest.mark.parametrize("how", ["serve", "runserver"])
+def test_django_view_edit_is_served_from_a_checkpoint(
+    tmp_path: Path, relaunch: Start, how: str
+) -> None:
+    """Under ``relaunch serve`` and ``manage.py runserver`` with the integration, Django
+    loads the URLconf (so the views) in the main thread before serving: a view edit is
+    served from a checkpoint parked before the views."""
+    pytest.importorskip("django")
+    from .djangosite import SHOP_VIEWS, make_site
+
+    site = make_site(tmp_path, integration=how == "runserver")
+    port = free_port()
+    if how == "serve":
+        r: Proc = relaunch(["serve", "mysite.wsgi", "--port", str(port), "-v"], site)
+    else:
+        # --verbosity 2 makes relaunch verbose too.
+        argv = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--verbosity", "2"]
+        r = Proc(argv, site, {"DJANGO_RUNSERVER_HIDE_WARNING": "true"})
+    try:
+        wait_body(port, "value=1 ", "/shop/")
+        for n in range(2, 5):
+            write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", f"VALUE = {n}"))
+            wait_body(port, f"value={n} ", "/shop/")
+        r.expect(r"checkpoint \d+ parked before shop/views\.py", stream="err")
+        r.expect(r"reload #\d: shop/views\.py changed; kept \d+ modules", stream="err")
+    finally:
+        r.close()
