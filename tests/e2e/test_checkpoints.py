@@ -279,3 +279,77 @@ def test_django_view_edit_is_served_from_a_checkpoint(
         r.expect(r"reload #\d: shop/views\.py changed; kept \d+ modules", stream="err")
     finally:
         r.close()
+
+
+PKG_APP = """\
+import os, sys, time
+import pkg
+from pkg.b import *  # noqa: F403
+print("state", pkg.ORDER, pkg.a.X, pkg.b.Y, NAMES, "views", pkg.b.Y, flush=True)
+if os.environ.get("ONCE"):
+    sys.exit(0)
+time.sleep(3600)
+"""
+
+
+def test_a_package_whose_init_imports_its_submodules(tmp_path: Path, relaunch: Start) -> None:
+    """pkg/__init__ imports a then b; b reads a's attribute at import and appends to the
+    package's list; the app takes b's names with ``import *``. An edit of b goes on
+    from inside pkg/__init__ (a checkpoint before b); an edit of a, which ran before,
+    falls back; the next edit of a goes on from a checkpoint before a."""
+    (tmp_path / "app.py").write_text(PKG_APP)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("ORDER = []\nfrom . import a, b\n")
+    (tmp_path / "pkg" / "a.py").write_text("from . import ORDER\nORDER.append('a')\nX = 1\n")
+
+    def edit_b(y: int) -> None:
+        write(
+            tmp_path / "pkg" / "b.py",
+            "from . import ORDER, a\nORDER.append('b')\n"
+            f"Y = a.X * 10 + {y}\nNAMES = ['b{y}']\n__all__ = ['NAMES']\n",
+        )
+
+    def edit_a(x: int) -> None:
+        write(tmp_path / "pkg" / "a.py", f"from . import ORDER\nORDER.append('a{x}')\nX = {x}\n")
+
+    edit_b(1)
+    r = start(relaunch, tmp_path)
+    state_after(r, 0, 11)
+    edit_b(2)
+    r.expect(r"checkpoint \d+ parked before pkg/b\.py", stream="err")
+    state_after(r, 0, 12)
+    mark = r.out.mark()
+    edit_b(3)
+    r.expect(r"reload #2: pkg/b\.py changed; kept \d+ modules", stream="err")
+    assert state_after(r, mark, 13) == cold(tmp_path)
+    mark, err = r.out.mark(), r.err.mark()
+    edit_a(2)
+    r.expect(r"reload #3: pkg/a\.py changed; new process up", stream="err", start=err)
+    assert state_after(r, mark, 23) == cold(tmp_path)
+    r.expect(r"checkpoint \d+ parked before pkg/a\.py", stream="err", start=err)
+    mark = r.out.mark()
+    edit_a(3)
+    r.expect(r"reload #4: pkg/a\.py changed; kept \d+ modules", stream="err")
+    assert state_after(r, mark, 33) == cold(tmp_path)
+
+
+def test_django_model_edit_is_served_exactly(tmp_path: Path, relaunch: Start) -> None:
+    """The app registry never sees a model class twice: a model edit falls back first,
+    then goes on from a checkpoint parked before the models, inside django.setup()."""
+    pytest.importorskip("django")
+    from .djangosite import SHOP_MODELS, make_site
+
+    site = make_site(tmp_path)
+    port = free_port()
+    r = relaunch(["serve", "mysite.wsgi", "--port", str(port), "-v"], site)
+    wait_body(port, "model=product", "/shop/")
+    for n in range(1, 4):
+        meta = f"\n    class Meta:\n        verbose_name = 'item {n}'\n"
+        write(
+            site / "shop" / "models.py",
+            SHOP_MODELS.replace("\n    def __str__", meta + "\n    def __str__"),
+        )
+        wait_body(port, f"model=item {n}", "/shop/")
+    r.expect(r"checkpoint \d+ parked before shop/models\.py", stream="err")
+    r.expect(r"reload #\d: shop/models\.py changed; kept \d+ modules", stream="err")
+    assert "already registered" not in r.err.text()

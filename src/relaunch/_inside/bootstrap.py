@@ -245,13 +245,15 @@ class ReportingFinder:
                 spec = find(name, path, target)
                 if spec is not None:
                     source = None
+                    # Not before a module run again (importlib.reload): what ran of it
+                    # before would be kept. (Found is not run: find_spec() probes.)
+                    points = _checkpoints if name not in sys.modules else None
                     if spec.has_location and isinstance(spec.origin, str):
                         source = _source_file(spec)
                         self.report(name, source)
                     hook = self.hooks.pop(name, None)
                     if hook is not None and spec.loader is not None:
                         spec.loader = _HookedLoader(spec.loader, hook)
-                    points = _checkpoints
                     if (
                         points is not None
                         and source is not None

@@ -93,6 +93,9 @@ def parse_hello(message: object) -> Hello | None:
     pid, path = _int(message.get("pid")), _abs(message.get("file"))
     if pid is None or pid <= 0 or path is None:
         return None
+    peer = message.get("peer")
+    if peer is not None and peer != pid:
+        return None  # it speaks for another process
     if message.get("ev") == "refused":
         why = message.get("why")
         return Hello(pid, path, why=why[:200]) if isinstance(why, str) and why else None
@@ -221,6 +224,12 @@ def _reap(pid: int) -> None:
         oslayer.kill_and_reap(pid)  # it did not leave at the EOF
 
 
+def _from_parent(conn: socket.socket, line: bytes) -> bool:
+    """A "parking PID" line comes from PID's parent (where the kernel can say)."""
+    peer = oslayer.peer_pid(conn)
+    return peer is None or oslayer.parent_pid(int(line[8:])) == peer
+
+
 class Listener:
     """The Unix socket parked processes connect to (in a private folder). Each
     connection's first line is posted as ``("zygote", listener, {"ev": "hello", ...})``.
@@ -275,7 +284,7 @@ class Listener:
                     break
                 buffer += chunk
             line = buffer.split(b"\n", 1)[0]
-            if line.startswith(b"parking ") and line[8:].isdigit():
+            if line.startswith(b"parking ") and line[8:].isdigit() and _from_parent(conn, line):
                 with self.lock:
                     self.arriving[int(line[8:])] = time.monotonic()
                 conn.sendall(b"ok\n")
@@ -286,6 +295,10 @@ class Listener:
             conn.close()
             return
         conn.settimeout(None)
+        if isinstance(message, dict):
+            # The kernel's word on who connected, not the program's: the pid is one
+            # relaunch will wait for, and kill if it does not leave.
+            message["peer"] = oslayer.peer_pid(conn)
         self.on_event(("zygote", self, {"ev": "hello", "hello": message, "sock": conn}))
 
     def close(self) -> None:
