@@ -350,6 +350,7 @@ class Checkpointing(Warm):
         chosen = choose(self.checkpoints)
         if chosen is not None and chosen.client.ready:
             chosen.client.hot = list(self.hot)
+            chosen.client.last_pid = None
             self.started_from = chosen
             return chosen.client  # type: ignore[no-any-return]
         if not self.checkpoints and self.hot:
@@ -372,8 +373,8 @@ class Checkpointing(Warm):
         """What the reload line says the new process kept ("" when it started from the
         top); ``ran_known``: it is up once it has loaded (serve), not once it started."""
         checkpoint = self.started_from
-        if checkpoint is None:
-            return ""
+        if checkpoint is None or checkpoint.client.last_pid is None:
+            return ""  # started from the top (or the fork failed, and it started cold)
         kept = f"kept {len(checkpoint.files):,} modules"
         return f"{kept}, ran {self.ran:,}" if ran_known else kept
 

@@ -55,6 +55,7 @@ class ForkClient:
         # The files edited this session, told to each child it forks (where to park
         # checkpoints). Set by the strategy.
         self.hot: list[str] = []
+        self.last_pid: int | None = None  # of the last child forked
         self.thread: threading.Thread | None = None
 
     def _start_reading(self) -> None:
@@ -95,6 +96,7 @@ class ForkClient:
                 raise OSError("the fork server died")
             pid = reply["pid"]
             self.children[pid] = child
+            self.last_pid = int(pid)
             return int(pid)
 
     def _read(self) -> None:
