@@ -353,3 +353,20 @@ def test_django_model_edit_is_served_exactly(tmp_path: Path, relaunch: Start) ->
     r.expect(r"checkpoint \d+ parked before shop/models\.py", stream="err")
     r.expect(r"reload #\d: shop/models\.py changed; kept \d+ modules", stream="err")
     assert "already registered" not in r.err.text()
+
+
+def test_a_deleted_module_that_ran_before_falls_back_as_a_cold_start_fails(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    root = make(tmp_path)
+    (root / "helper.py").write_text("H = 1\n")
+    write(root / "early.py", "import registry, helper\nregistry.ITEMS.append('early')\nX = 1\n")
+    r = start(relaunch, root)
+    reach_checkpoint(r, root)
+    (root / "helper.py").unlink()
+    err = r.err.mark()
+    views(root, 3)
+    r.expect(r"checkpoint before views\.py not used: helper\.py changed", stream="err", start=err)
+    r.expect(r"program exited with code 1", stream="err", start=err)
+    assert "ModuleNotFoundError: No module named 'helper'" in r.err.text()
+    assert r.err.count(r"kept \d+ modules") == 0

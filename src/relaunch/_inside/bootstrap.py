@@ -403,13 +403,13 @@ class _Checkpoints:
         return path in self.hot and path not in self.taken and os.getpid() == self.pid
 
     def unsafe(self) -> str | None:
+        if threading.current_thread() is not threading.main_thread():
+            return "the file was imported in a thread"
         ours = 1 if self.channel._listening else 0
         if threading.active_count() > 1 + ours or thread_count() > self.threads + ours:
             return "the program had started a thread"
         if socket_count() > self.sockets:
             return "the program had opened a socket"
-        if threading.current_thread() is not threading.main_thread():
-            return "the file was imported in a thread"
         return None
 
     def stop_at(self, name: str, path: str) -> None:

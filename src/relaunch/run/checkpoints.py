@@ -328,6 +328,7 @@ class Checkpointing(Warm):
         self._serial = 0
         self._reapers: list[threading.Thread] = []
         self._said: set[str] = set()
+        self._said_none: list[str] = []  # the hot files when "no checkpoint yet" was said
         self.started_from: Checkpoint | None = None  # what the current child was forked from
         self.ran = 0  # files the current child reported (what it ran after the checkpoint)
 
@@ -338,7 +339,8 @@ class Checkpointing(Warm):
         for checkpoint in self.checkpoints:
             if not checkpoint.spoiled:
                 # A watched file's change was an event (or a batch) that spoiled it at
-                # once; only the others are looked at, here: no stat of a whole project
+                # once, as was one of the zygote's (its folders are watched); only the
+                # others are looked at, here: no stat of a whole project, or of Django,
                 # on the way to every reload.
                 checkpoint.spoiled = stale(checkpoint.unwatched, _look) or ""
             if checkpoint.spoiled:
@@ -353,7 +355,8 @@ class Checkpointing(Warm):
             chosen.client.last_pid = None
             self.started_from = chosen
             return chosen.client  # type: ignore[no-any-return]
-        if not self.checkpoints and self.hot:
+        if not self.checkpoints and self.hot and self._said_none != self.hot:
+            self._said_none = list(self.hot)
             log.debug("no checkpoint to start from yet: starting from the program's top")
         zygote = super().forker()
         if zygote is not None:
@@ -472,7 +475,11 @@ class Checkpointing(Warm):
         checkpoint = Checkpoint(
             hello.pid, hello.file, hello.files, self._existing_modules(), self._serial
         )
-        checkpoint.unwatched = {p: s for p, s in hello.files.items() if not self._watched(p)}
+        # The zygote's files are watched for it (their change rebuilds it): an event.
+        covered = self.zygote.files if self.zygote is not None else frozenset()
+        checkpoint.unwatched = {
+            p: s for p, s in hello.files.items() if p not in covered and not self._watched(p)
+        }
         checkpoint.client = CheckpointClient(conn, self.on_event, hello.pid)
         # Changed after the program read it, before it was known here: no event spoils it.
         checkpoint.spoiled = stale(hello.files, _look) or ""
