@@ -113,7 +113,7 @@ def test_edit_of_a_file_run_before_the_checkpoint_falls_back_exactly(
     reach_checkpoint(r, root)
     mark, err = r.out.mark(), r.err.mark()
     write(root / "early.py", "import registry\nregistry.ITEMS.append('early2')\nX = 2\n")
-    r.expect(r"checkpoint before views\.py not used: early\.py changed", stream="err", start=err)
+    r.expect(r"checkpoint before views\.py dropped: early\.py changed", stream="err", start=err)
     r.expect(r"reload #2: early\.py changed; new process up in", stream="err", start=err)
     assert state_after(r, mark, 2) == cold(root)
     # The new child parks a checkpoint before each hot file; the next views edit uses one.
@@ -159,7 +159,7 @@ def test_a_new_module_makes_it_fall_back(tmp_path: Path, relaunch: Start) -> Non
     (root / "extra.py").write_text("E = 'new'\n")
     err, mark = r.err.mark(), r.out.mark()
     views(root, 3)
-    r.expect(r"checkpoint before views\.py not used: a new module appeared", stream="err")
+    r.expect(r"checkpoint before views\.py dropped: a new module appeared", stream="err")
     r.expect(r"reload #2: views\.py changed; new process up in", stream="err", start=err)
     state = state_after(r, mark, 3)
     assert state == cold(root) and " new " in state
@@ -366,7 +366,39 @@ def test_a_deleted_module_that_ran_before_falls_back_as_a_cold_start_fails(
     (root / "helper.py").unlink()
     err = r.err.mark()
     views(root, 3)
-    r.expect(r"checkpoint before views\.py not used: helper\.py changed", stream="err", start=err)
+    r.expect(r"checkpoint before views\.py dropped: helper\.py changed", stream="err", start=err)
     r.expect(r"program exited with code 1", stream="err", start=err)
     assert "ModuleNotFoundError: No module named 'helper'" in r.err.text()
     assert r.err.count(r"kept \d+ modules") == 0
+
+
+HOOK_APP = """\
+import os, sys, time
+import relaunch
+relaunch.add_reload_hook(lambda: print("hook ran in", os.getpid(), flush=True))
+import views
+print("state", os.getpid(), "views", views.V, flush=True)
+time.sleep(3600)
+"""
+
+
+def test_relaunch_control_thread_is_started_again_after_the_fork(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    """A reload hook starts relaunch's control thread before the hot file: the checkpoint
+    is still parked, and the process forked from it runs its hooks when stopped."""
+    (tmp_path / "app.py").write_text(HOOK_APP)
+    (tmp_path / "registry.py").write_text("ITEMS = []\n")
+    views(tmp_path, 1)
+    r = start(relaunch, tmp_path)
+    state_after(r, 0, 1)
+    views(tmp_path, 2)
+    r.expect(PARKED, stream="err")
+    state_after(r, 0, 2)
+    views(tmp_path, 3)
+    r.expect(KEPT.format(n=2), stream="err")
+    pid = int(state_after(r, 0, 3).split()[1])
+    views(tmp_path, 4)
+    r.expect(rf"^hook ran in {pid}$")
+    r.expect(KEPT.format(n=3), stream="err")
+    state_after(r, 0, 4)

@@ -523,6 +523,12 @@ class _Checkpoints:
         listening, channel._listening = channel._listening, False
         if listening:
             channel._start_listening()
+        # What the program asked of the supervisor before the checkpoint, asked again:
+        # this is a new run to it.
+        if channel.hooks:
+            channel.send({"t": "hooks"})
+        if channel.judge is not None:
+            channel.send({"t": "changes"})
         reseed()
         # A cold start would see modules created since the checkpoint was parked.
         for finder in list(sys.meta_path):

@@ -345,7 +345,7 @@ class Checkpointing(Warm):
                 checkpoint.spoiled = stale(checkpoint.unwatched, _look) or ""
             if checkpoint.spoiled:
                 log.debug(
-                    "checkpoint before %s not used: %s", _shown(checkpoint.file), checkpoint.spoiled
+                    "checkpoint before %s dropped: %s", _shown(checkpoint.file), checkpoint.spoiled
                 )
         for checkpoint in [c for c in self.checkpoints if c.spoiled]:
             self._drop(checkpoint)
@@ -399,9 +399,7 @@ class Checkpointing(Warm):
         self._spoil(paths)
 
     def _spoil(self, paths: Sequence[str]) -> None:
-        for checkpoint in self.checkpoints:
-            if checkpoint.spoiled:
-                continue
+        for checkpoint in list(self.checkpoints):
             checkpoint.spoiled = (
                 spoiled_by(
                     paths,
@@ -414,6 +412,12 @@ class Checkpointing(Warm):
                 )
                 or ""
             )
+            if checkpoint.spoiled:
+                # Dropped at once: a parked process costs memory, and this one is no use.
+                log.debug(
+                    "checkpoint before %s dropped: %s", _shown(checkpoint.file), checkpoint.spoiled
+                )
+                self._drop(checkpoint)
 
     def zygote_event(self, zygote: Any, message: dict[str, Any]) -> None:
         if zygote is self.listener:
