@@ -32,6 +32,7 @@ def spoiled(
 ) -> str | None:
     return spoiled_by(
         paths,
+        hot="/p/views.py",
         files=files,
         existing=existing,
         watched=lambda p: p in watched,
@@ -43,6 +44,10 @@ def spoiled(
 
 def test_the_hot_file_itself_and_files_run_after_it_leave_it_valid() -> None:
     assert spoiled(["/p/views.py", "/p/later.py"]) is None
+
+
+def test_the_hot_file_deleted_spoils_it() -> None:
+    assert spoiled(["/p/views.py"], on_disk=()) == "/p/views.py was deleted"
 
 
 def test_a_file_that_ran_before_it_spoils_it() -> None:

@@ -115,6 +115,7 @@ def parse_hello(message: object) -> Hello | None:
 def spoiled_by(
     paths: Iterable[str],
     *,
+    hot: str,
     files: Collection[str],
     existing: Collection[str],
     watched: Callable[[str], bool],
@@ -124,9 +125,15 @@ def spoiled_by(
 ) -> str | None:
     """Why these changed paths make a checkpoint invalid, or None.
 
-    ``files``: what ran before it; ``existing``: the module files in watched folders
-    when it was taken; ``watched(path)``: relaunch watches the path."""
+    ``hot``: the file it stands before; ``files``: what ran before it; ``existing``: the
+    module files in watched folders when it was taken; ``watched(path)``: relaunch
+    watches the path."""
     for path in paths:
+        if path == hot:
+            if not exists(path):
+                # A cold start would look for the module again: another file, or none.
+                return f"{_shown(path)} was deleted"
+            continue
         if path in files:
             return f"{_shown(path)} changed, and it ran before"
         if interpreter is not None and path == interpreter:
@@ -403,6 +410,7 @@ class Checkpointing(Warm):
             checkpoint.spoiled = (
                 spoiled_by(
                     paths,
+                    hot=checkpoint.file,
                     files=checkpoint.files,
                     existing=checkpoint.existing,
                     watched=self._watched,
