@@ -83,8 +83,11 @@ def state_after(r: Relaunch, mark: int, value: int) -> str:
 
 
 def reach_checkpoint(r: Relaunch, root: Path) -> int:
-    """Edit views.py until a checkpoint is parked before it; returns its pid."""
+    """Edit views.py until a checkpoint is parked before it; returns its pid. (Once the
+    zygote is ready: one parked by a cold start is dropped once the zygote holds what
+    it lacks.)"""
     state_after(r, 0, 1)
+    r.expect(r"warm-start process \d+ ready", stream="err")
     views(root, 2)  # the first edit: views.py is hot from now on; this child parks one
     pid = int(r.expect(PARKED, stream="err").group(1))
     state_after(r, 0, 2)

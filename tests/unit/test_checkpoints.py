@@ -15,6 +15,7 @@ from relaunch.run.checkpoints import (
     parse_hello,
     spoiled_by,
     stale,
+    thinner,
 )
 
 SITE = "/venv/lib/python3.11/site-packages"
@@ -166,3 +167,9 @@ def test_parse_hello_reads_a_refusal() -> None:
     )
     assert hello is not None and hello.why == "the program had started a thread"
     assert not hello.files
+
+
+def test_thinner_counts_the_zygotes_files_a_checkpoint_lacks() -> None:
+    assert thinner(FILES, []) == 0
+    assert thinner(FILES, [f"{SITE}/lib/__init__.py"]) == 0
+    assert thinner(FILES, [f"{SITE}/lib/__init__.py", f"{SITE}/waitress/__init__.py"]) == 1

@@ -34,7 +34,7 @@ from .. import oslayer
 from ..pathtext import shown
 from .preload import is_package_change
 from .warm import Warm
-from .zygote import MAX_MESSAGE, ForkClient
+from .zygote import MAX_MESSAGE, ZYGOTE_SERVER, ForkClient
 
 __all__ = [
     "MAX_CHECKPOINTS",
@@ -47,6 +47,7 @@ __all__ = [
     "parse_hello",
     "spoiled_by",
     "stale",
+    "thinner",
 ]
 
 log = logging.getLogger("relaunch")
@@ -156,6 +157,12 @@ def stale(
         if look(path) != seen:
             return f"{_shown(path)} changed, and it ran before"
     return None
+
+
+def thinner(files: Collection[str], zygote_files: Collection[str]) -> int:
+    """How many of the zygote's files a checkpoint has not loaded (0: it holds them all,
+    as every checkpoint parked by a child the zygote forked does)."""
+    return sum(1 for f in zygote_files if f not in files)
 
 
 @dataclass
@@ -354,6 +361,18 @@ class Checkpointing(Warm):
                 log.debug(
                     "checkpoint before %s dropped: %s", _shown(checkpoint.file), checkpoint.spoiled
                 )
+        zygote = super().forker()
+        # (The zygote's own script is its __main__, which each child replaces.)
+        held = self.zygote.files - {ZYGOTE_SERVER} if zygote and self.zygote else frozenset()
+        for checkpoint in self.checkpoints:
+            lacks = thinner(checkpoint.files, held)
+            if lacks and not checkpoint.spoiled:
+                # Parked before the zygote had them (a cold start, or a smaller zygote):
+                # each fork would import them again. The zygote's child parks a better one.
+                checkpoint.spoiled = f"the warm-start process holds {lacks} modules it lacks"
+                log.debug(
+                    "checkpoint before %s dropped: %s", _shown(checkpoint.file), checkpoint.spoiled
+                )
         for checkpoint in [c for c in self.checkpoints if c.spoiled]:
             self._drop(checkpoint)
         chosen = choose(self.checkpoints)
@@ -365,7 +384,6 @@ class Checkpointing(Warm):
         if not self.checkpoints and self.hot and self._said_none != self.hot:
             self._said_none = list(self.hot)
             log.debug("no checkpoint to start from yet: starting from the program's top")
-        zygote = super().forker()
         if zygote is not None:
             zygote.hot = list(self.hot)
         return zygote
