@@ -335,8 +335,13 @@ class Checkpointing(Warm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.listener = Listener(self.on_event)
-        self.extra_env["_RELAUNCH_CHECKPOINTS"] = self.listener.address
+        self.listener: Listener | None = None
+        try:
+            self.listener = Listener(self.on_event)
+        except OSError as exc:
+            log.warning("cannot listen for checkpoints (%s): warm restarts only", exc)
+        else:
+            self.extra_env["_RELAUNCH_CHECKPOINTS"] = self.listener.address
         self.hot: list[str] = []  # most recent last
         self.checkpoints: list[Checkpoint] = []
         self._serial = 0
@@ -458,14 +463,16 @@ class Checkpointing(Warm):
 
     def pids(self) -> set[int]:
         """Every helper process kept: the zygote, the checkpoints (and those arriving)."""
-        return {c.pid for c in self.checkpoints} | self.listener.pids() | super().pids()
+        arriving = self.listener.pids() if self.listener is not None else set()
+        return {c.pid for c in self.checkpoints} | arriving | super().pids()
 
     def release_switched(self) -> None:
         super().release_switched()
         self._drop_all()
 
     def close(self) -> None:
-        self.listener.close()
+        if self.listener is not None:
+            self.listener.close()
         self._drop_all()
         for reaper in self._reapers:
             reaper.join(timeout=6)
@@ -494,13 +501,15 @@ class Checkpointing(Warm):
         if hello is None or hello.why:
             conn.close()
             if hello is not None:
-                self.listener.arrived(hello.pid)
+                if self.listener is not None:
+                    self.listener.arrived(hello.pid)
                 text = f"no checkpoint before {_shown(hello.file)}: {hello.why}"
                 if text not in self._said:
                     self._said.add(text)
                     log.debug("%s", text)
             return
-        self.listener.arrived(hello.pid)
+        if self.listener is not None:
+            self.listener.arrived(hello.pid)
         self._serial += 1
         checkpoint = Checkpoint(
             hello.pid, hello.file, hello.files, self._existing_modules(), self._serial
