@@ -405,3 +405,23 @@ def test_relaunch_control_thread_is_started_again_after_the_fork(
     r.expect(rf"^hook ran in {pid}$")
     r.expect(KEPT.format(n=3), stream="err")
     state_after(r, 0, 4)
+
+
+def test_runserver_broken_views_are_reported_by_django_then_fixed(tmp_path: Path) -> None:
+    """The URLconf imported early, in the main thread, leaves a failure to Django's own
+    checks: runserver reports it as always, and the fix is served."""
+    pytest.importorskip("django")
+    from .djangosite import SHOP_VIEWS, make_site
+
+    site = make_site(tmp_path, integration=True)
+    port = free_port()
+    argv = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--verbosity", "2"]
+    r = Proc(argv, site, {"DJANGO_RUNSERVER_HIDE_WARNING": "true"})
+    try:
+        wait_body(port, "value=1 ", "/shop/")
+        write(site / "shop" / "views.py", SHOP_VIEWS + "\ndef broken(:\n")
+        r.expect(r"SyntaxError", stream="err")
+        write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", "VALUE = 7"))
+        wait_body(port, "value=7 ", "/shop/")
+    finally:
+        r.close()
