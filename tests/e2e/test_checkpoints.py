@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -425,3 +426,42 @@ def test_runserver_broken_views_are_reported_by_django_then_fixed(tmp_path: Path
         wait_body(port, "value=7 ", "/shop/")
     finally:
         r.close()
+
+
+SLOW_EXIT_APP = """\
+import atexit, os, time
+import msg
+
+def _slow_exit():
+    time.sleep(8)  # the old process takes its time to go
+    open(f"exited-{os.getpid()}", "w").close()
+
+atexit.register(_slow_exit)
+
+def app(environ, start_response):
+    body = f"v={msg.VALUE} pid={os.getpid()}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def test_a_deferred_take_over_does_not_wait_for_the_next_event(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    """A new serve process that loaded a file written just now is let serve once the
+    file has been quiet, at that deadline: it waited for the next event instead (here
+    the old process's exit, 8 s later)."""
+    (tmp_path / "app.py").write_text(SLOW_EXIT_APP)
+    (tmp_path / "msg.py").write_text("VALUE = 1\n")
+    port = free_port()
+    relaunch(["serve", "app:app", "--port", str(port), "-v", "--grace", "30"], tmp_path)
+    first = wait_body(port, "v=1 ")
+    old = first.split("pid=")[1].strip()
+    msg = tmp_path / "msg.py"
+    msg.write_text("VALUE = 2\n")
+    # Written "in the future": the new process loads a file too fresh to trust, and its
+    # take-over is deferred until the file has been quiet (about 1 s from now).
+    ahead = time.time_ns() + 1_000_000_000
+    os.utime(msg, ns=(ahead, ahead))
+    wait_body(port, "v=2 ")
+    assert not (tmp_path / f"exited-{old}").exists()
