@@ -42,9 +42,11 @@ from ..watch.settle import Settler
 from ..watch.watchset import WatchSet, is_within
 from . import ipc
 from .backoff import Backoff
-from .child import Child, Guardian, interpreter_info
+from .child import Child
 from .drivers import Driver, Handled, NotReloaded
 from .frontend import Failure, FrontEnd
+from .guardian import Guardian
+from .interpreter import interpreter_info
 from .releases import ReleaseLinks
 from .warm import Cold, Warm
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .. import oslayer
 from ..command import Command, resolve
 from ..config import OPTIONS, ConfigError, Settings, load
-from ..run.child import interpreter_info
+from ..run.interpreter import interpreter_info
 from ..run.releases import ReleaseLinks, logical_cwd
 from ..watch.watchset import WatchSet
 from .common import add_noise_options, add_settings_options, watchset_from_settings
