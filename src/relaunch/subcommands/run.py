@@ -12,6 +12,7 @@ from .. import oslayer
 from ..command import Command, resolve
 from ..config import OPTIONS, ConfigError, Settings, load
 from ..run.interpreter import interpreter_info
+from ..run.release_swap import ReleaseSwap
 from ..run.releases import ReleaseLinks, logical_cwd
 from ..watch.watchset import WatchSet
 from .common import add_noise_options, add_settings_options, watchset_from_settings
@@ -135,7 +136,7 @@ def follow_releases(values: dict[str, Any], command: Command) -> dict[str, Any]:
             return None
 
     log.debug("following symlinked releases: %s", ", ".join(sorted(releases.targets)))
-    return {"releases": releases, "fresh_watchset": fresh_watchset}
+    return {"releases": ReleaseSwap(releases, fresh_watchset)}
 
 
 def make_supervisor(
@@ -145,19 +146,27 @@ def make_supervisor(
     ask for; ``extra`` is what a subcommand adds (a driver, a front end, descriptors to
     pass on)."""
     from ..integrations import child_environment
+    from ..run.options import Options
+    from ..run.strategy import restart_strategy
     from ..run.supervisor import Supervisor
 
-    return Supervisor(
-        command,
-        watchset,
+    options = Options(
         grace=settings.grace,
         on_exit=settings.on_exit,
         settle_ms=settings.settle,
         settle_max_ms=settings.settle_max,
         poll=settings.poll,
         poll_interval=settings.poll_interval,
-        restart=resolve_restart(settings.restart, command),
+    )
+    strategy = restart_strategy(
+        resolve_restart(settings.restart, command),
         no_preload=[name for name, _anchor in settings.no_preload],
+    )
+    return Supervisor(
+        command,
+        watchset,
+        options=options,
+        strategy=strategy,
         extra_env=child_environment(command),
         **extra,
     )
@@ -185,7 +194,8 @@ def main(args: argparse.Namespace) -> int:
         command, watchset, settings, driver=driver, **follow_releases(values, command)
     )
     if command.is_python:
-        mode = f"Python program, watching its imports, {supervisor.restart_mode} restarts"
+        restarts = resolve_restart(settings.restart, command)
+        mode = f"Python program, watching its imports, {restarts} restarts"
     else:
         mode = "command"
     log.info("running %s (%s); Enter reloads, Ctrl-C stops", " ".join(argv), mode)
