@@ -21,6 +21,7 @@ from ..watch.fingerprint import Fingerprints
 from ..watch.rules import git_top
 from ..watch.settle import Batch, Settler
 from ..watch.watchset import WatchSet, is_within
+from . import ipc
 from .options import Options
 from .release_swap import ReleaseSwap
 from .touched import Kind, classify, rereads_gitignore
@@ -40,8 +41,8 @@ MTIME_SLACK_NS = 20_000_000
 class WatchedFiles:
     """``on_paths``: called on the watcher's thread with touched paths; ``extra_dirs()``:
     folders watched beside the watch set's (the restart strategy's); ``failed()``: the
-    program is down after a failure; ``on_release_swapped(link, old, new)``: a deploy
-    swapped one of ``releases``' links."""
+    program is down after a failure; ``on_release_switched()``: relaunch moved into
+    another release (a deploy swapped one of ``releases``' links)."""
 
     def __init__(
         self,
@@ -52,7 +53,7 @@ class WatchedFiles:
         extra_dirs: Callable[[], set[str]],
         failed: Callable[[], bool],
         releases: ReleaseSwap | None = None,
-        on_release_swapped: Callable[[str, str, str], None] = lambda *_: None,
+        on_release_switched: Callable[[], None] = lambda: None,
     ) -> None:
         self.watchset = watchset
         self.settler = Settler(
@@ -69,7 +70,7 @@ class WatchedFiles:
         self.extra_dirs = extra_dirs
         self.failed = failed
         self.releases = releases
-        self.on_release_swapped = on_release_swapped
+        self.on_release_switched = on_release_switched
         self.child_started_ns = 0
         self._touched_folders: set[str] = set()  # folder events since the last refresh
         self._watch_dirty_at: float | None = None
@@ -122,7 +123,7 @@ class WatchedFiles:
                 assert self.releases is not None
                 swap = self.releases.swapped(path)
                 if swap is not None:
-                    self.on_release_swapped(path, *swap)
+                    self._release_switched(path, *swap)
             elif kind is Kind.OVERFLOW:
                 log.warning("the OS dropped file events: checking every watched file")
                 relevant.extend(self.watchset.files())
@@ -142,6 +143,15 @@ class WatchedFiles:
                 relevant.extend(f for f in self.watchset.files() if is_within(f, path))
         if relevant:
             self.settler.add(relevant, when)
+
+    def _release_switched(self, link: str, old: str, target: str) -> None:
+        assert self.releases is not None
+        if not self.releases.move(link, old, target, self.watchset):
+            return
+        self.forget_fingerprints()
+        self.on_release_switched()
+        self.refresh()
+        self.changed_unseen([link])
 
     # The facts classify() asks for (see relaunch.run.touched.PathFacts).
 
@@ -166,6 +176,24 @@ class WatchedFiles:
         return any(is_within(f, path) for f in self.watchset.imported)
 
     # -- what the program says ----------------------------------------------------------
+
+    def reported(self, message: ipc.Message) -> bool:
+        """Add the files a child's message names (imports, relaunch.watch(), a crash's
+        traceback); False for a message about something else."""
+        if message.kind == "mods":
+            self.add_files(
+                ((path, mtime) for _name, path, mtime in message.modules), "imported by the program"
+            )
+        elif message.kind == "watch":
+            folders = [p for p in message.paths if os.path.isdir(p)]
+            self.add_folders(folders)
+            files = (p for p in message.paths if p not in folders)
+            self.add_files(((p, None) for p in files), "relaunch.watch()")
+        elif message.kind == "failed":
+            self.add_files(((p, None) for p in message.paths), "named in the program's traceback")
+        else:
+            return False
+        return True
 
     def add_files(self, files: Iterable[tuple[str, int | None]], how: str) -> None:
         """Add files the program depends on; each with the mtime it saw, when known."""

@@ -8,6 +8,12 @@ each child's pipe reader (validated messages: files imported, a crash's files, a
 reload request) and exit waiter, the terminal reader (Enter or "rs"), and signal
 handlers (SIGHUP: reload; SIGINT/SIGTERM: stop; a second SIGINT: kill now).
 
+The supervisor holds the loop and the child's lifecycle; its collaborators are given
+to it or built here: the restart strategy (:mod:`.strategy`), the server driver
+(:mod:`.drivers`), the front end (:mod:`.frontend`, what ``serve`` adds), the file
+bookkeeping (:mod:`.files`), the half-written-module guard (:mod:`.takeover`), the
+stopping of old children and their strays (:mod:`.retire`), what it says (:mod:`.exits`).
+
 Touched paths are filtered by the watch set, grouped by the settler until the tree
 is quiet, and kept only if their content fingerprint really changed. A surviving
 batch restarts the child: stop its process group (reload hooks, SIGTERM, SIGKILL
@@ -27,7 +33,6 @@ import queue
 import secrets
 import signal
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,18 +42,19 @@ from ..command import Command
 from ..pycache import drop_bytecode
 from ..watch.watchset import WatchSet
 from . import ipc
-from .backoff import Backoff
 from .child import Child
-from .drivers import Driver, Handled, NotReloaded
+from .drivers import Driver, NotReloaded
+from .exits import CleanExits, ReloadRequests, UpReport, report_failure, report_in_place
 from .files import WatchedFiles
 from .frontend import Failure, FrontEnd
 from .guardian import Guardian
+from .inputs import install_signals, read_terminal
 from .interpreter import interpreter_info
 from .names import names
 from .options import Options
 from .release_swap import ReleaseSwap
+from .retire import Retirement
 from .strategy import RestartStrategy, StrategyEnv, StrategyFactory, restart_strategy
-from .strays import kill_strays, known_pids
 from .takeover import TakeOver
 from .warm import Cold
 
@@ -58,8 +64,6 @@ RELAUNCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 log = logging.getLogger("relaunch")
 
-# A program that exits 0 this soon after starting is restarted with growing delays.
-_SHORT_RUN = 1.0
 _REQUESTED = "reload requested by the program (relaunch.trigger_reload())"
 
 
@@ -96,13 +100,12 @@ class Supervisor:
             extra_dirs=lambda: self.strategy.watch_dirs(),
             failed=lambda: self.state == "failed",
             releases=releases,
-            on_release_swapped=self._release_switched,
+            on_release_switched=lambda: self.strategy.release_switched(),
         )
         self.loads = TakeOver(self.files, frontend)
-        read_stdin = options.read_stdin
-        if read_stdin is None:
-            read_stdin = sys.stdin is not None and sys.stdin.isatty()
-        self.read_stdin = read_stdin
+        self.read_stdin = options.read_stdin
+        if self.read_stdin is None:
+            self.read_stdin = sys.stdin is not None and sys.stdin.isatty()
         self.child: Child | None = None
         self.state = "stopped"  # starting | running | failed | exited | stopped
         self.generation = 0
@@ -114,35 +117,26 @@ class Supervisor:
         self.driver = driver or Driver()
         self.frontend = frontend
         self.pass_fds = pass_fds
-        self.releases = releases
-        self._retiring: list[threading.Thread] = []
-        self._retiring_children: list[Child] = []
-        self._stopping: Child | None = None
-        self._subreaper = False
+        self.retired = Retirement(
+            options.grace,
+            current=lambda: self.child,
+            on_event=self.events.put,
+            helpers=lambda: self.strategy.pids(),
+        )
         self._failure = Failure()
         # Every process of this run inherits the token: the guardian finds them by it.
         self.run_token = secrets.token_hex(8)
         self.extra_env = {**(extra_env or {}), "_RELAUNCH_RUN": self.run_token}
         self._failed_files: set[str] = set()
-        self._pending_report: tuple[int, str, float] | None = None
-        self._exit_backoff = Backoff(short_run=_SHORT_RUN)
+        self.up = UpReport()
+        self.clean_exits = CleanExits(options.on_exit)
         self._restart_at: float | None = None
-        self._request_backoff = Backoff(short_run=_SHORT_RUN)
-        self._requested_at: float | None = None  # a trigger_reload() held back
-        self._said_backoff = False
+        self.requests = ReloadRequests()
 
     # -- inputs (any thread) ------------------------------------------------------
 
     def _on_paths(self, paths: list[str]) -> None:
         self.events.put(("paths", paths, time.monotonic()))
-
-    def _on_child_event(self, event: tuple[Any, ...]) -> None:
-        self.events.put(event)
-
-    def _read_terminal(self) -> None:
-        for line in sys.stdin:
-            if line.strip() in ("", "rs"):
-                self.events.put(("manual", "manual reload (Enter)"))
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if signum == signal.SIGINT:
@@ -152,9 +146,7 @@ class Supervisor:
         self.events.put(("signal", signum))
 
     def _kill_now(self) -> None:
-        for child in (self.child, self._stopping, *self._retiring_children):
-            if child is not None and child.pid is not None:
-                oslayer.kill_group(child.pid)
+        self.retired.kill_now()
         log.warning("killed")
         os._exit(130)
 
@@ -162,9 +154,9 @@ class Supervisor:
 
     def run(self) -> int:
         """Run until stopped; returns the exit code for relaunch itself."""
-        self._install_signals()
-        self._subreaper = oslayer.make_subreaper()
-        self.guardian = Guardian(self.run_token)
+        install_signals(self._on_signal)
+        self.retired.subreaper = oslayer.make_subreaper()
+        self.guardian = self.retired.guardian = Guardian(self.run_token)
         python = self.command.python
         if python is not None:
             info = interpreter_info(python.interpreter)
@@ -187,7 +179,7 @@ class Supervisor:
                 )
             )
         if self.read_stdin:
-            threading.Thread(target=self._read_terminal, name="relaunch-stdin", daemon=True).start()
+            read_terminal(self.events.put)
         self._start_child()
         self.files.baseline()
         try:
@@ -198,18 +190,8 @@ class Supervisor:
         return self.exit_code
 
     def _next_deadline(self) -> float | None:
-        candidates = [
-            t
-            for t in (
-                self.files.due(),
-                self._restart_at,
-                self._requested_at,
-                self.strategy.due(),
-                self.loads.at,
-            )
-            if t
-        ]
-        return min(candidates) if candidates else None
+        due = (self.files.due(), self._restart_at, self.requests.at, self.strategy.due())
+        return min((t for t in (*due, self.loads.at) if t), default=None)
 
     def _step(self) -> None:
         deadline = self._next_deadline()
@@ -228,7 +210,7 @@ class Supervisor:
         if self._restart_at is not None and now >= self._restart_at:
             self._restart_at = None
             self._restart("program exited: restarting (--on-exit restart)")
-        if self._requested_at is not None and now >= self._requested_at:
+        if self.requests.at is not None and now >= self.requests.at:
             self._restart(_REQUESTED)
         taken = self.files.take(now)
         if taken is None:
@@ -264,7 +246,7 @@ class Supervisor:
         elif kind == "zygote":
             self.strategy.zygote_event(event[1], event[2])
         elif kind == "retired":
-            self._kill_strays()
+            self.retired.kill_strays()
 
     def _on_signal_event(self, signum: int) -> None:
         if signum == getattr(signal, "SIGHUP", None):
@@ -273,15 +255,6 @@ class Supervisor:
             log.info("stopping")
             self.exit_code = 0
 
-    def _release_switched(self, link: str, old: str, target: str) -> None:
-        assert self.releases is not None
-        if not self.releases.move(link, old, target, self.watchset):
-            return
-        self.files.forget_fingerprints()
-        self.strategy.release_switched()
-        self.files.refresh()
-        self.files.changed_unseen([link])
-
     # -- the child ---------------------------------------------------------------------
 
     def _pgid(self) -> int | None:
@@ -289,31 +262,20 @@ class Supervisor:
 
     def _on_message(self, generation: int, message: ipc.Message) -> None:
         current = generation == self.generation
-        if message.kind == "mods":
-            if current:
-                self.strategy.child_modules(message.modules, time.monotonic())
-                self.loads.read(message.modules, message.sizes)
-            self.files.add_files(
-                ((path, mtime) for _name, path, mtime in message.modules), "imported by the program"
-            )
-        elif message.kind == "watch":
-            folders = [p for p in message.paths if os.path.isdir(p)]
-            self.files.add_folders(folders)
-            files = (p for p in message.paths if p not in folders)
-            self.files.add_files(((p, None) for p in files), "relaunch.watch()")
-        elif message.kind == "failed":
-            self.files.add_files(
-                ((p, None) for p in message.paths), "named in the program's traceback"
-            )
-            self._failed_files.update(p for p in message.paths if self.watchset.matches(p))
+        if message.kind == "mods" and current:
+            self.strategy.child_modules(message.modules, time.monotonic())
+            self.loads.read(message.modules, message.sizes)
+        if self.files.reported(message):  # any child's: an old one's imports still count
+            if message.kind == "failed":
+                self._failed_files.update(p for p in message.paths if self.watchset.matches(p))
         elif message.kind == "running" and current:
             self.state = "running"
             if self.frontend is None:
-                self._report_up()
+                self.up.up()
         elif message.kind == "ready" and current and self.frontend is not None:
             # A served app is up once it serves, not when its process started: a load
             # failure then prints its error and no "up" line.
-            self._report_up()
+            self.up.up()
             self.frontend.child_ready()
         elif message.kind == "loaded" and current and self.frontend is not None:
             self.loads.take_over(self._pgid())
@@ -327,32 +289,9 @@ class Supervisor:
             self._reload_requested()
 
     def _reload_requested(self) -> None:
-        """The program asked for a reload: at once, unless it asks again and again
-        right after starting; then after a growing delay (or a change comes first)."""
-        if self._requested_at is not None:
-            return  # one is due already
-        lived = time.monotonic() - self.child.started_at if self.child else _SHORT_RUN
-        delay = self._request_backoff.delay(lived)
-        if not delay:
+        """The program asked for a reload (see :class:`ReloadRequests`)."""
+        if self.requests.now(self.child.started_at if self.child else None):
             self._restart(_REQUESTED)
-            return
-        if not self._said_backoff:
-            self._said_backoff = True
-            log.warning(
-                "the program asks for a reload (relaunch.trigger_reload()) within %g s of "
-                "starting: reloading after a delay that grows each time it does (up to %g s)",
-                _SHORT_RUN,
-                self._request_backoff.longest,
-            )
-        self._requested_at = time.monotonic() + delay
-
-    def _report_up(self) -> None:
-        if self._pending_report is None:
-            return
-        number, why, since = self._pending_report
-        self._pending_report = None
-        took = (time.monotonic() - since) * 1000
-        log.info("reload #%d: %s; new process up in %.0f ms", number, why, took)
 
     def _start_child(self) -> None:
         self.generation += 1
@@ -365,7 +304,7 @@ class Supervisor:
         child = Child(
             self.command,
             generation=self.generation,
-            on_event=self._on_child_event,
+            on_event=self.events.put,
             stdin_to_child=not self.read_stdin,
             executable=self.executable,
             extra_env=self.extra_env,
@@ -395,85 +334,27 @@ class Supervisor:
             self.guardian.track(child.pid)
         if not self.command.is_python:
             self.state = "running"
-            self._report_up()
+            self.up.up()
 
     def _stop_child(self, *, overlap: bool = False) -> None:
         """Stop the child; with ``overlap``, in the background, so the next one can start
         while it finishes its requests (only with a held socket, which both can serve)."""
-        child = self.child
-        if child is None:
-            return
-        self.child = None
-        if overlap:
-            self._retiring_children.append(child)
-            retiring = threading.Thread(
-                target=self._retire_in_background,
-                args=(child,),
-                name="relaunch-retire",
-                daemon=True,
-            )
-            retiring.start()
-            self._retiring.append(retiring)
-        else:
-            self._retire(child)
-
-    def _retire_in_background(self, child: Child) -> None:
-        try:
-            child.stop(self.options.grace)
-        finally:
-            self._retiring_children.remove(child)
-        if self.guardian is not None and child.pid is not None:
-            self.guardian.forget(child.pid)
-        # Strays are looked for on the supervisor's thread, the only one that starts
-        # processes: from here, a process being started could look like a stray.
-        self.events.put(("retired",))
-
-    def _retire(self, child: Child) -> None:
-        self._stopping = child  # a second Ctrl-C meanwhile kills it at once
-        try:
-            child.stop(self.options.grace)
-        finally:
-            self._stopping = None
-        if self.guardian is not None and child.pid is not None:
-            self.guardian.forget(child.pid)
-        self._kill_strays()
-
-    def _kill_strays(self) -> None:
-        """Kill what a stopped program left behind outside its process group (a daemon
-        that called setsid): as relaunch is a subreaper, those orphans are its children.
-        Runs on the supervisor's thread only (see _retire_in_background)."""
-        if self._subreaper:
-            kill_strays(self._known_pids)
-
-    def _known_pids(self) -> set[int]:
-        children = (c.pids for c in (self.child, *self._retiring_children) if c)
-        guardian = self.guardian.pid if self.guardian else None
-        return known_pids(children, [guardian, *self.strategy.pids()])
+        child, self.child = self.child, None
+        if child is not None:
+            self.retired.stop(child, overlap=overlap)
 
     def _restart(self, why: str, since: float | None = None, changed: Sequence[str] = ()) -> None:
         child = self.child
         if child is not None and self.state == "running":
             done = self.driver.reload(child, changed)
-            if isinstance(done, NotReloaded):
-                # The previous version keeps serving (a failed preflight is an error).
-                level = logging.INFO if isinstance(done, Handled) else logging.ERROR
-                log.log(level, "%s; %s", why, done)
+            if done is not None:  # reloaded in place, or deliberately not at all
+                self.reloads += not isinstance(done, NotReloaded)
+                report_in_place(done, why, self.reloads, since)
                 return
-            if done is not None:
-                self.reloads += 1
-                took = (time.monotonic() - (since or time.monotonic())) * 1000
-                log.info("reload #%d: %s; %s in %.0f ms", self.reloads, why, done, took)
-                return
-        if self._pending_report is not None:
-            number, previous, _since = self._pending_report
-            log.info(
-                "reload #%d: %s; superseded by a newer change before it was up", number, previous
-            )
         self.reloads += 1
+        self.up.expect(self.reloads, why, since or time.monotonic())
         self._restart_at = None
-        self._requested_at = None
-        self._pending_report = (self.reloads, why, since or time.monotonic())
-        self._retiring = [t for t in self._retiring if t.is_alive()]
+        self.requests.at = None
         self._stop_child(overlap=self.frontend is not None and self.state == "running")
         self._start_child()
 
@@ -488,27 +369,14 @@ class Supervisor:
     def _report_exit(self, code: int | None, lived: float) -> None:
         if code == 0:
             self.state = "exited"
-            if self.options.on_exit == "exit":
-                log.info("program exited with code 0: exiting")
+            stop, self._restart_at = self.clean_exits.after(lived)
+            if stop:
                 self.exit_code = 0
-            elif self.options.on_exit == "restart":
-                self._restart_at = time.monotonic() + self._exit_backoff.delay(lived)
-            else:
-                log.info("program exited with code 0; waiting for a change (or press Enter)")
-            if self.frontend is not None and self.exit_code is None:
+            elif self.frontend is not None:
                 self.frontend.child_failed(Failure(summary="The app exited (code 0)"))
             return
         self.state = "failed"
-        self._pending_report = None  # it never came up: its error says why
-        if code is None:
-            how = "exited (status unknown: the warm-start process that forked it died)"
-        elif code < 0:
-            how = f"was killed by signal {-code}"
-        else:
-            how = f"exited with code {code}"
-        extra = ""
-        if self._failed_files:
-            extra = f"; watching the files of its traceback ({names(self._failed_files)})"
+        self.up.drop()
         moved = self.loads.moved() if self.frontend is not None else []
         if moved:
             # It may have failed on a half-written file: no error page for that, the
@@ -516,33 +384,15 @@ class Supervisor:
             log.info("%s changed while the program loaded: trying again", names(moved))
             self.files.changed_unseen(moved)
             return
-        if self._failure.summary and not self._failure.traceback:
-            # A mistake the program told in one sentence (relaunch serve's APP): that
-            # sentence is the whole story.
-            log.error("%s; waiting for a change (or press Enter)", self._failure.summary)
-        else:
-            log.error("program %s%s; waiting for a change (or press Enter)", how, extra)
-        if self.frontend is not None:
-            if not self._failure.summary:
-                self._failure.summary = f"The app {how}"
-            self.frontend.child_failed(self._failure)
+        report_failure(code, self._failure, self._failed_files, self.frontend)
         self.files.scan_new_modules()
 
     # -- start and stop ----------------------------------------------------------------
 
-    def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        if hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, self._on_signal)
-
     def _shutdown(self) -> None:
         self._stop_child()
-        for retiring in self._retiring:
-            retiring.join()
-        self._kill_strays()
+        self.retired.join()
+        self.retired.kill_strays()
         self.strategy.close()
         self.driver.close()
         if self.frontend is not None:
