@@ -140,11 +140,17 @@ def follow_releases(values: dict[str, Any], command: Command) -> dict[str, Any]:
 
 
 def make_supervisor(
-    command: Command, watchset: WatchSet, settings: Settings, **extra: Any
+    command: Command,
+    watchset: WatchSet,
+    settings: Settings,
+    *,
+    restart: str | None = None,
+    **extra: Any,
 ) -> Supervisor:
     """A supervisor configured from ``settings``, with the environment the integrations
-    ask for; ``extra`` is what a subcommand adds (a driver, a front end, descriptors to
-    pass on)."""
+    ask for; ``restart``: the restart mode already resolved (see :func:`resolve_restart`),
+    if the caller did; ``extra`` is what a subcommand adds (a driver, a front end,
+    descriptors to pass on)."""
     from ..integrations import child_environment
     from ..run.options import Options
     from ..run.strategy import restart_strategy
@@ -159,7 +165,7 @@ def make_supervisor(
         poll_interval=settings.poll_interval,
     )
     strategy = restart_strategy(
-        resolve_restart(settings.restart, command),
+        restart or resolve_restart(settings.restart, command),
         no_preload=[name for name, _anchor in settings.no_preload],
     )
     return Supervisor(
@@ -190,12 +196,13 @@ def main(args: argparse.Namespace) -> int:
     driver = driver_for(
         command, preflight=settings.preflight, preflight_timeout=settings.preflight_timeout
     )
+    releases = follow_releases(values, command)
+    restart = resolve_restart(settings.restart, command)  # once: it may warn
     supervisor = make_supervisor(
-        command, watchset, settings, driver=driver, **follow_releases(values, command)
+        command, watchset, settings, restart=restart, driver=driver, **releases
     )
     if command.is_python:
-        restarts = resolve_restart(settings.restart, command)
-        mode = f"Python program, watching its imports, {restarts} restarts"
+        mode = f"Python program, watching its imports, {restart} restarts"
     else:
         mode = "command"
     log.info("running %s (%s); Enter reloads, Ctrl-C stops", " ".join(argv), mode)
