@@ -49,6 +49,7 @@ class ZygoteClient:
         self.children: dict[int, Child] = {}
         self.lock = threading.Lock()
         self.forked: dict[str, Any] | None = None
+        self._forking: Child | None = None  # the child a fork request is for
         self.fork_done = threading.Condition(self.lock)
         self.busy = True  # until the first preload answers
         self.files: frozenset[str] = frozenset()
@@ -102,6 +103,7 @@ class ZygoteClient:
             if not self.ready:
                 raise OSError("the zygote is not ready")
             self.forked = None
+            self._forking = child
             try:
                 self._send({"op": "fork"}, fds)
             except OSError:
@@ -115,11 +117,10 @@ class ZygoteClient:
                     raise OSError("the zygote did not answer")
                 self.fork_done.wait(left)
             reply, self.forked = self.forked, None
+            self._forking = None
             if reply is None:
                 raise OSError("the zygote died")
-            pid = reply["pid"]
-            self.children[pid] = child
-            return int(pid)
+            return int(reply["pid"])
 
     def _read(self) -> None:
         buffer = b""
@@ -155,10 +156,13 @@ class ZygoteClient:
         event = message.get("ev")
         if event == "forked" and isinstance(message.get("pid"), int):
             with self.lock:
-                if self.busy:
+                if self.busy or self._forking is None:
                     # The fork we gave up waiting for: nobody wants this child.
                     oslayer.kill_group(message["pid"])
                     return
+                # Known from here, not once fork() wakes up: a child that exits at once
+                # has its exit report right behind this line, and this thread reads on.
+                self.children[message["pid"]] = self._forking
                 self.forked = message
                 self.fork_done.notify_all()
         elif event == "exit" and isinstance(message.get("pid"), int):
