@@ -71,9 +71,9 @@ class Cold:
     def watch_dirs(self) -> set[str]:
         return set()
 
-    def pid(self) -> int | None:
-        """The helper process this strategy keeps running, if any."""
-        return None
+    def pids(self) -> set[int]:
+        """The helper processes this strategy keeps running."""
+        return set()
 
     def close(self) -> None:
         pass
@@ -194,8 +194,8 @@ class Warm(Cold):
             log.debug("the warm-start process exited; the next restart is cold")
             self._discard()
 
-    def pid(self) -> int | None:
-        return self.zygote.pid if self.zygote is not None else None
+    def pids(self) -> set[int]:
+        return {self.zygote.pid} if self.zygote is not None else set()
 
     def watch_dirs(self) -> set[str]:
         """Folders whose changes may invalidate the zygote: its files', site-packages, the
