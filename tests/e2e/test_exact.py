@@ -252,6 +252,13 @@ def test_creating_a_module_the_program_looked_for_reloads(
     (step,) = case.steps
     mark = r.out.mark()
     apply(root, files, step)
+    # Then save the importer unchanged: relaunch says "no content changed" once it has
+    # taken every event up to here, so a creation it ignores fails now, not at a deadline.
+    replace(root / "conf.py", files["conf.py"])
+    seen = r.expect(r"\] reload #1:|no content changed in conf\.py", stream="err").group(0)
+    assert "reload #1" in seen or r.err.count(r"\] reload #") > 0, (
+        "creating local_conf.py did not reload\n" + r.output()
+    )
     got = next_dump(r, mark)
     assert_exact(got.state, cold(files, case.main).state, step.what, r)
 
@@ -290,7 +297,8 @@ def test_django_serve_reloads_are_exact(
     materialize(root, case.files)
     files = dict(case.files)
     port = free_port()
-    r = relaunch(["serve", "mysite.wsgi:application", "--port", str(port), *MODES[mode]], root)
+    args = ["serve", "-v", "mysite.wsgi:application", "--port", str(port), *MODES[mode]]
+    r = relaunch(args, root)
     seen: list[str] = [""]
 
     def page_changed() -> bool:
@@ -313,6 +321,8 @@ def test_django_serve_reloads_are_exact(
 
     want = served(cold(files, case.main).state)
     assert_exact(next_page(), want, f"{mode}: the first start", r)
+    if mode != "cold":
+        r.expect(READY, stream="err")
     for number, step in enumerate(case.steps, 1):
         apply(root, files, step)
         want = served(cold(files, case.main).state)
