@@ -239,7 +239,7 @@ def test_multiprocessing_main_alias_is_the_programs_main(
     "for and did not find (try: import x except ImportError): creating one never reloads",
 )
 def test_creating_a_module_the_program_looked_for_reloads(
-    relaunch: Start, tmp_path: Path, cold: ColdRun
+    mode: str, relaunch: Start, tmp_path: Path, cold: ColdRun
 ) -> None:
     """The Django ``local_settings`` pattern: ``try: from local_conf import *``. A cold
     start after the file is created uses it; so must the running program, reloaded."""
@@ -247,7 +247,7 @@ def test_creating_a_module_the_program_looked_for_reloads(
     root = tmp_path / "app"
     materialize(root, case.files)
     files = dict(case.files)
-    r = relaunch(["run", "-v", "--", PY, case.main], root)
+    r = relaunch(["run", "-v", *MODES[mode], "--", PY, case.main], root)
     assert_exact(next_dump(r, 0).state, cold(files, case.main).state, "the first start", r)
     (step,) = case.steps
     mark = r.out.mark()
@@ -280,7 +280,9 @@ def test_django_reloads_are_exact(
         assert dump.state["warnings"] == [], dump.state["warnings"]
 
 
-SERVED_ONLY_IN_PROGRAM = {"modules", "warnings"}  # import order differs: wsgi.py comes first
+# The program's own: the import order (a server imports wsgi.py first, and its modules
+# before the project's), and the warnings its first lines catch.
+SERVED_ONLY_IN_PROGRAM = {"modules", "warnings"}
 
 
 def served(state: dict[str, Any]) -> dict[str, Any]:
