@@ -103,6 +103,9 @@ EXACTDUMP = _d(
 
 
     def _stop(signum, frame):
+        # Once: a second SIGTERM would raise again in the middle of the exit (atexit
+        # handlers, flushing). relaunch may send two (tests/unit/test_stop_signals.py).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         sys.exit(0)
 
 

@@ -129,8 +129,8 @@ def assert_exact(got: Any, want: Any, what: str, r: Relaunch | None = None) -> N
         )
 
 
-def next_dump(r: Relaunch, start: int) -> Dump:
-    return parse(r.expect(DUMP, start=start).group(1))
+def next_dump(r: Relaunch, start: int, timeout: float = TIMEOUT) -> Dump:
+    return parse(r.expect(DUMP, start=start, timeout=timeout).group(1))
 
 
 @dataclass
@@ -239,27 +239,25 @@ def test_multiprocessing_main_alias_is_the_programs_main(
     "for and did not find (try: import x except ImportError): creating one never reloads",
 )
 def test_creating_a_module_the_program_looked_for_reloads(
-    mode: str, relaunch: Start, tmp_path: Path, cold: ColdRun
+    relaunch: Start, tmp_path: Path, cold: ColdRun
 ) -> None:
     """The Django ``local_settings`` pattern: ``try: from local_conf import *``. A cold
-    start after the file is created uses it; so must the running program, reloaded."""
+    start after the file is created uses it; so must the running program, reloaded.
+
+    In the default mode only: what is watched does not depend on the restart mode, and
+    this test waits out its deadline for as long as the gap is there."""
     case = CREATED_ALONE
     root = tmp_path / "app"
     materialize(root, case.files)
     files = dict(case.files)
-    r = relaunch(["run", "-v", *MODES[mode], "--", PY, case.main], root)
+    r = relaunch(["run", "-v", "--", PY, case.main], root)
     assert_exact(next_dump(r, 0).state, cold(files, case.main).state, "the first start", r)
     (step,) = case.steps
     mark = r.out.mark()
     apply(root, files, step)
-    # Then save the importer unchanged: relaunch says "no content changed" once it has
-    # taken every event up to here, so a creation it ignores fails now, not at a deadline.
-    replace(root / "conf.py", files["conf.py"])
-    seen = r.expect(r"\] reload #1:|no content changed in conf\.py", stream="err").group(0)
-    assert "reload #1" in seen or r.err.count(r"\] reload #") > 0, (
-        "creating local_conf.py did not reload\n" + r.output()
-    )
-    got = next_dump(r, mark)
+    # A reload takes well under a second here: 10 s is generous (relaunch -v says
+    # nothing about a file it does not watch, so there is no line to wait for instead).
+    got = next_dump(r, mark, timeout=10)
     assert_exact(got.state, cold(files, case.main).state, step.what, r)
 
 
