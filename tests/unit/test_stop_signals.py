@@ -35,13 +35,6 @@ def leader() -> Iterator[subprocess.Popen[bytes]]:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="oslayer signals the leader with os.kill() and then its group with killpg(): "
-    "the leader is in that group, so it gets SIGTERM twice (merged only when the first "
-    "is still pending); killpg() alone, and kill() only when there is no such group yet "
-    "(a child just forked), would send one",
-)
 def test_terminate_group_sends_the_leader_one_sigterm(
     leader: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
