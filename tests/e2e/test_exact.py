@@ -208,6 +208,7 @@ def test_state_made_at_import_is_fresh_in_every_process(
 
 # -- multiprocessing's alias of __main__ --------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", ["cold", "warm", "default"])
 def test_multiprocessing_main_alias_is_the_programs_main(
     mode: str, relaunch: Start, tmp_path: Path, cold: ColdRun
