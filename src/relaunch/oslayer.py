@@ -125,12 +125,14 @@ def _signal_group(pgid: int, sig: int) -> bool:
 
 
 def _signal_leader_and_group(pid: int, sig: int) -> None:
-    # The leader itself first: a just-forked child may not have made its group yet
-    # (killpg would find no such group), and must get the signal all the same.
-    try:
-        os.kill(pid, sig)
-    except OSError:
-        pass
+    # Once the group exists, killpg() reaches the leader too: one signal, as kill or a
+    # service manager sends (a second SIGTERM can interrupt a handler's exit midway).
+    # A just-forked child may not have made its group yet: then the leader by its pid.
+    if _pgid(pid) != pid:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
     _signal_group(pid, sig)
 
 

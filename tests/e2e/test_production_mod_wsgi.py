@@ -422,6 +422,9 @@ def test_relaunch_run_mod_wsgi_express_embedded_mode_watches_the_app_without_w(
         )
         assert wait_up(port) == "v0"
         with running_load(port, CLIENTS) as load:
+            # Both processes loaded v0 (an Apache process still starting imports what
+            # is on disk then, preflight or not: the README's caveat).
+            load.wait_pids(2)
             load.wait_served("v0", count=2 * CLIENTS)
             mark = proc.err.mark()
             write_atomic(site / "version.py", 'V = "broken\n')

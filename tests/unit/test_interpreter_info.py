@@ -1,4 +1,4 @@
-"""Unit test for relaunch.run.child.interpreter_info: relaunch's own interpreter is
+"""Unit test for relaunch.run.interpreter.interpreter_info: relaunch's own interpreter is
 asked in-process (runserver's hand-over), with the answer a subprocess would give."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 
 def test_relaunchs_own_interpreter_is_asked_in_process_with_the_same_answer() -> None:
-    from relaunch.run.child import BOOTSTRAP, interpreter_info
+    from relaunch.run.interpreter import BOOTSTRAP, interpreter_info
 
     asked = json.loads(
         subprocess.run(

@@ -66,6 +66,7 @@ LAYER_OF = {
     "relaunch.run": "run",
     "relaunch.run.": "run",
     "relaunch.inprocess": "run",
+    "relaunch.inprocess.": "run",
     "relaunch.production": "run",
     "relaunch.production.": "run",
     "relaunch": "api",

@@ -56,6 +56,9 @@ BASE = "/home/u/proj"
         ("app.py___jb_old___", "built-in ignore '*___jb_old___'"),
         ("app.py~", "built-in ignore '*~'"),
         (".DS_Store", "built-in ignore '.DS_Store'"),
+        # Python's tempfile (formatters write one and rename it over the file)
+        ("tmp_i5vzpvp", "built-in ignore 'tmp" + "[a-z0-9_]" * 8 + "'"),
+        ("pkg/tmpk2j4z9q1", "built-in ignore 'tmp" + "[a-z0-9_]" * 8 + "'"),
         # not ignored
         ("app.py", None),
         ("pkg/sub/mod.py", None),
@@ -66,6 +69,10 @@ BASE = "/home/u/proj"
         ("my.git/x.py", None),
         ("49134", None),
         ("#app.py", None),
+        ("tmpl_base.py", None),
+        ("tmp12345678.py", None),
+        ("tmp1234567", None),
+        ("tmpABCDEFGH", None),
     ],
 )
 def test_builtin_ignore_reason(rel: str, expected: str | None) -> None:

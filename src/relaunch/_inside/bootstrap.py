@@ -128,6 +128,14 @@ class Channel:
         seen = self.seen[path] = _seen(path)
         self.send_paths("mods", [[name, path, *seen]])
 
+    def report_missing(self, name: str, search: Any) -> None:
+        """An import found no module ``name``: watch where it would be, were it created
+        (a cold start then imports it)."""
+        places = _missing_places(name, sys.path if search is None else search)
+        places = [p for p in places if p[1] not in self.reported]
+        self.reported.update(p[1] for p in places)
+        self.send_paths("mods", places)
+
     def report_loaded(self) -> None:
         """Report modules that reached sys.modules without going through a finder."""
         found = []
@@ -226,9 +234,13 @@ class ReportingFinder:
         self,
         report: Callable[[str, str], None],
         hooks: dict[str, Callable[[Any], None]] | None = None,
+        missing: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.report = report  # called with (module name, absolute file path)
         self.hooks = hooks or {}  # module name -> called with the module once it ran
+        # Called with (module name, the folders searched: None for sys.path) when no
+        # finder has the module: `try: import local_settings` / `except ImportError`.
+        self.missing = missing
         self.local = threading.local()
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
@@ -262,6 +274,8 @@ class ReportingFinder:
                     ):
                         spec.loader = _CheckpointLoader(spec.loader, name, source)
                     return spec
+            if self.missing is not None:
+                self.missing(name, path)
             return None
         finally:
             self.local.busy = False
@@ -660,22 +674,33 @@ def _missing_module_places(exc: BaseException) -> list[list[Any]]:
     created before the supervisor looks is then a change, as an edit made while a
     module loaded is. Watching them lets the program start once the module appears
     (``relaunch serve nosuchmod:app``, an import of a module not written yet)."""
-    roots = tuple(root.rstrip(os.sep) + os.sep for root in _excluded_roots())
     places: list[list[Any]] = []
     for error in _chain(exc):
         name = getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None
         if not isinstance(name, str) or not name:
             continue
-        parent, _, last = name.rpartition(".")
+        parent = name.rpartition(".")[0]
         package = sys.modules.get(parent) if parent else None
         search = getattr(package, "__path__", None) or [] if parent else sys.path
-        for folder in list(search):
-            if not isinstance(folder, str):
-                continue
-            folder = os.path.abspath(folder or os.curdir)
-            if os.path.isdir(folder) and not (folder + os.sep).startswith(roots):
-                places.append([name, os.path.join(folder, last + ".py"), -1])
-                places.append([name, os.path.join(folder, last, "__init__.py"), -1])
+        places.extend(_missing_places(name, search))
+    return places
+
+
+def _missing_places(name: str, search: Any) -> list[list[Any]]:
+    """Where module ``name`` would be found in the folders ``search`` (its parent
+    package's ``__path__``, or sys.path), outside the standard library and installed
+    packages: ``NAME.py`` and ``NAME/__init__.py`` in each, as ``mods`` entries seen
+    missing (mtime -1)."""
+    roots = tuple(root.rstrip(os.sep) + os.sep for root in _excluded_roots())
+    last = name.rpartition(".")[2]
+    places: list[list[Any]] = []
+    for folder in list(search or ()):
+        if not isinstance(folder, str):
+            continue
+        folder = os.path.abspath(folder or os.curdir)
+        if os.path.isdir(folder) and not (folder + os.sep).startswith(roots):
+            places.append([name, os.path.join(folder, last + ".py"), -1])
+            places.append([name, os.path.join(folder, last, "__init__.py"), -1])
     return places
 
 
@@ -738,7 +763,12 @@ def _fresh_main(file: str | None = None) -> Any:
         main.__file__ = file
         main.__cached__ = None
         main.__loader__ = SourceFileLoader("__main__", file)
+    old = sys.modules.get("__main__")
     sys.modules["__main__"] = main
+    if old is not None and sys.modules.get("__mp_main__") is old:
+        # multiprocessing, imported before (a zygote preloads it), made its alias of the
+        # __main__ of then: in a cold start that alias is the program's.
+        sys.modules["__mp_main__"] = main
     return main
 
 
@@ -839,7 +869,7 @@ def install(channel: Channel, *, report_loaded: bool = True) -> None:
     for name in list(hooks):
         if name in sys.modules:  # preloaded (a warm start's zygote imported it)
             _run_hook(hooks.pop(name), sys.modules[name])
-    sys.meta_path.insert(0, ReportingFinder(channel.report_module, hooks))
+    sys.meta_path.insert(0, ReportingFinder(channel.report_module, hooks, channel.report_missing))
     if report_loaded:
         channel.report_loaded()
 

@@ -358,7 +358,7 @@ def when_ready(server: Any) -> None:
         if text
     ]
     watchset = WatchSet(entries=entries)
-    from ..run.child import interpreter_info
+    from ..run.interpreter import interpreter_info
 
     watchset.set_excluded_roots(interpreter_info(sys.executable).roots)
     first = driver.probe(load=True)

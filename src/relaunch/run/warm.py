@@ -75,7 +75,7 @@ class Cold:
         return set()
 
     def pids(self) -> set[int]:
-        """Every helper process this strategy keeps running."""
+        """The helper processes this strategy keeps running."""
         return set()
 
     def started_how(self, *, ran_known: bool) -> str:

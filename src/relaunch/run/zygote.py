@@ -49,6 +49,7 @@ class ForkClient:
         self.children: dict[int, Child] = {}
         self.lock = threading.Lock()
         self.forked: dict[str, Any] | None = None
+        self._forking: Child | None = None  # the child a fork request is for
         self.fork_done = threading.Condition(self.lock)
         self.busy = False
         self.alive = True
@@ -79,6 +80,7 @@ class ForkClient:
             if not self.ready:
                 raise OSError("the fork server is not ready")
             self.forked = None
+            self._forking = child
             try:
                 self._send({"op": "fork", "hot": list(self.hot)}, fds)
             except OSError:
@@ -92,12 +94,11 @@ class ForkClient:
                     raise OSError("the fork server did not answer")
                 self.fork_done.wait(left)
             reply, self.forked = self.forked, None
+            self._forking = None
             if reply is None:
                 raise OSError("the fork server died")
-            pid = reply["pid"]
-            self.children[pid] = child
-            self.last_pid = int(pid)
-            return int(pid)
+            self.last_pid = int(reply["pid"])
+            return self.last_pid
 
     def _read(self) -> None:
         buffer = b""
@@ -133,10 +134,13 @@ class ForkClient:
         event = message.get("ev")
         if event == "forked" and isinstance(message.get("pid"), int):
             with self.lock:
-                if self.busy:
+                if self.busy or self._forking is None:
                     # The fork we gave up waiting for: nobody wants this child.
                     oslayer.kill_group(message["pid"])
                     return
+                # Known from here, not once fork() wakes up: a child that exits at once
+                # has its exit report right behind this line, and this thread reads on.
+                self.children[message["pid"]] = self._forking
                 self.forked = message
                 self.fork_done.notify_all()
         elif event == "exit" and isinstance(message.get("pid"), int):

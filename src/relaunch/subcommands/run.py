@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from .. import oslayer
 from ..command import Command, resolve
 from ..config import OPTIONS, ConfigError, Settings, load
-from ..run.child import interpreter_info
+from ..run.interpreter import interpreter_info
+from ..run.release_swap import ReleaseSwap
 from ..run.releases import ReleaseLinks, logical_cwd
 from ..watch.watchset import WatchSet
 from .common import add_noise_options, add_settings_options, watchset_from_settings
@@ -136,29 +137,43 @@ def follow_releases(values: dict[str, Any], command: Command) -> dict[str, Any]:
             return None
 
     log.debug("following symlinked releases: %s", ", ".join(sorted(releases.targets)))
-    return {"releases": releases, "fresh_watchset": fresh_watchset}
+    return {"releases": ReleaseSwap(releases, fresh_watchset)}
 
 
 def make_supervisor(
-    command: Command, watchset: WatchSet, settings: Settings, **extra: Any
+    command: Command,
+    watchset: WatchSet,
+    settings: Settings,
+    *,
+    restart: str | None = None,
+    **extra: Any,
 ) -> Supervisor:
     """A supervisor configured from ``settings``, with the environment the integrations
-    ask for; ``extra`` is what a subcommand adds (a driver, a front end, descriptors to
-    pass on)."""
+    ask for; ``restart``: the restart mode already resolved (see :func:`resolve_restart`),
+    if the caller did; ``extra`` is what a subcommand adds (a driver, a front end,
+    descriptors to pass on)."""
     from ..integrations import child_environment
+    from ..run.options import Options
+    from ..run.strategy import restart_strategy
     from ..run.supervisor import Supervisor
 
-    return Supervisor(
-        command,
-        watchset,
+    options = Options(
         grace=settings.grace,
         on_exit=settings.on_exit,
         settle_ms=settings.settle,
         settle_max_ms=settings.settle_max,
         poll=settings.poll,
         poll_interval=settings.poll_interval,
-        restart=resolve_restart(settings.restart, command),
+    )
+    strategy = restart_strategy(
+        restart or resolve_restart(settings.restart, command),
         no_preload=[name for name, _anchor in settings.no_preload],
+    )
+    return Supervisor(
+        command,
+        watchset,
+        options=options,
+        strategy=strategy,
         extra_env=child_environment(command),
         **extra,
     )
@@ -182,11 +197,13 @@ def main(args: argparse.Namespace) -> int:
     driver = driver_for(
         command, preflight=settings.preflight, preflight_timeout=settings.preflight_timeout
     )
+    releases = follow_releases(values, command)
+    restart = resolve_restart(settings.restart, command)  # once: it may warn
     supervisor = make_supervisor(
-        command, watchset, settings, driver=driver, **follow_releases(values, command)
+        command, watchset, settings, restart=restart, driver=driver, **releases
     )
     if command.is_python:
-        mode = f"Python program, watching its imports, {supervisor.restart_mode} restarts"
+        mode = f"Python program, watching its imports, {restart} restarts"
     else:
         mode = "command"
     log.info("running %s (%s); Enter reloads, Ctrl-C stops", " ".join(argv), mode)

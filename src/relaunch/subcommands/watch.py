@@ -205,7 +205,7 @@ def _interpreter(args: argparse.Namespace) -> str | None:
 
 def main(args: argparse.Namespace) -> int:
     from ..production.monitor import Monitor
-    from ..run.child import interpreter_info
+    from ..run.interpreter import interpreter_info
 
     cwd = logical_cwd()
     settings = load({name: getattr(args, name, None) for name in WATCH_OPTIONS}, cwd=cwd)

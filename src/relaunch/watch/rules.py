@@ -37,6 +37,10 @@ BUILTIN_IGNORED_DIRS = frozenset(
     }
 )  # fmt: skip
 
+# The name tempfile.mkstemp() and NamedTemporaryFile() give by default: "tmp" and 8 of
+# [a-z0-9_], no suffix (so never a module).
+_PY_TEMPFILE = "tmp" + "[a-z0-9_]" * 8
+
 # Files that programs, editors and tools write next to code: bytecode, logs,
 # databases and their journals, editor swap, backup and temp files.
 BUILTIN_IGNORED_FILES = (
@@ -46,6 +50,7 @@ BUILTIN_IGNORED_FILES = (
     "*.swp", "*.swo", "*.swx", "*.swpx", "*~", ".#*", "#*#", "4913",  # vim, emacs
     "*___jb_tmp___", "*___jb_old___", "*___jb_bak___",  # JetBrains safe write
     "*.tmp", ".*.tmp", "*.crswap", "*.vsctmp", ".DS_Store", "Thumbs.db", ".coverage", ".coverage.*",
+    _PY_TEMPFILE,  # Python's tempfile.mkstemp(dir=...), which formatters write and rename over
 )  # fmt: skip
 
 _MAGIC = re.compile(r"[*?\[]")

@@ -397,7 +397,7 @@ class ModWsgiDriver(Driver):
         daemon processes are not relaunch's bootstrap and cannot report them."""
         from ...config import load
         from ...production.monitor import Monitor
-        from ...run.child import interpreter_info
+        from ...run.interpreter import interpreter_info
         from ...watch.fingerprint import take
         from ...watch.rules import GitIgnore, Glob, IgnoreRules
         from ...watch.watchset import WatchEntry, WatchSet
