@@ -144,9 +144,21 @@ THREAD = (
 SOCKET = "import socket\n_held = socket.socket()"
 
 
+PID = "import os\nPID = os.getpid()"
+UUID = "import uuid\nTOKEN = uuid.uuid4()"
+RANDOM = "import random\nTOKEN = random.random()"
+
+
 @pytest.mark.parametrize(
     ("before_views", "why"),
-    [(THREAD, "the program had started a thread"), (SOCKET, "the program had opened a socket")],
+    [
+        (THREAD, "the program had started a thread"),
+        (SOCKET, "the program had opened a socket"),
+        # What a cold start makes anew: a fork would keep the checkpoint's.
+        (PID, r"the program had read its process id \(in app\.py\)"),
+        (UUID, r"the program had read random bytes \(in app\.py\)"),
+        (RANDOM, "the program had drawn random numbers"),
+    ],
 )
 def test_no_checkpoint_after_a_thread_or_a_socket_and_still_exact(
     tmp_path: Path, relaunch: Start, before_views: str, why: str

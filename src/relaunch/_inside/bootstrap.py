@@ -407,14 +407,55 @@ class _Checkpoints:
         self.address = address
         self.hot = set(hot)
         self.taken: set[str] = set()  # hot files this line of processes stopped at
+        # What a cold start makes anew and a fork would keep: the process id, random
+        # bytes and numbers read before a checkpoint. Once the program reads one, no
+        # checkpoint is parked after it (the new process must not hold the old's).
+        self.taint = ""
+        self.getpid = os.getpid  # relaunch's own reads do not count
+        self.random_state: Any = None
+        self._watch_identity()
         # Only the process the supervisor runs: a worker the program forks is not a run.
-        self.pid = os.getpid()
+        self.pid = self.getpid()
         ours = 1 if channel._listening else 0
         self.threads = thread_count() - ours
         self.sockets = socket_count()
 
     def wants(self, path: str) -> bool:
-        return path in self.hot and path not in self.taken and os.getpid() == self.pid
+        return path in self.hot and path not in self.taken and self.getpid() == self.pid
+
+    def _watch_identity(self) -> None:
+        real_getpid, real_urandom = os.getpid, os.urandom
+        points = self
+
+        def getpid() -> int:
+            if not points.taint:
+                points.taint = _own_read("the program had read its process id")
+            return real_getpid()
+
+        def urandom(size: int) -> bytes:
+            if not points.taint:
+                points.taint = _own_read("the program had read random bytes")
+            return real_urandom(size)
+
+        getpid.__doc__, urandom.__doc__ = real_getpid.__doc__, real_urandom.__doc__
+        os.getpid, os.urandom = getpid, urandom  # type: ignore[assignment]
+        random = sys.modules.get("random")
+        if random is not None:
+            self.random_state = random.getstate()  # fresh: reseeded at the fork
+        else:
+            for finder in sys.meta_path:
+                if isinstance(finder, ReportingFinder):
+                    finder.hooks.setdefault("random", self._random_imported)
+
+    def _random_imported(self, module: Any) -> None:
+        self.random_state = module.getstate()
+
+    def _drew_random(self) -> bool:
+        random = sys.modules.get("random")
+        getstate = getattr(random, "getstate", None)
+        if not callable(getstate) or self.random_state is None:
+            return False
+        return bool(getstate() != self.random_state)
 
     def unsafe(self) -> str | None:
         if threading.current_thread() is not threading.main_thread():
@@ -424,7 +465,9 @@ class _Checkpoints:
             return "the program had started a thread"
         if socket_count() > self.sockets:
             return "the program had opened a socket"
-        return None
+        if not self.taint and self._drew_random():
+            self.taint = "the program had drawn random numbers"
+        return self.taint or None
 
     def stop_at(self, name: str, path: str) -> None:
         if not self.wants(path):
@@ -458,7 +501,7 @@ class _Checkpoints:
 
     def _refuse(self, path: str, why: str) -> None:
         """Tell the supervisor why there is no checkpoint here (it says so at -v)."""
-        message = {"ev": "refused", "pid": os.getpid(), "file": path, "why": why}
+        message = {"ev": "refused", "pid": self.getpid(), "file": path, "why": why}
         self._tell(_json(message) + "\n")
 
     def _tell(self, line: str, *, answer: bool = False) -> None:
@@ -514,7 +557,7 @@ class _Checkpoints:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(self.address)
         server = forkserver.ForkServer(sock)
-        server.send({"ev": "checkpoint", "pid": os.getpid(), "file": path, "files": files})
+        server.send({"ev": "checkpoint", "pid": self.getpid(), "file": path, "files": files})
         # A collection in a fork would touch, and so copy, every page it shares with K.
         gc.freeze()
         forked = server.serve()
@@ -526,7 +569,7 @@ class _Checkpoints:
     def _go_on(self, name: str, path: str, message: Any, report_w: int, control_r: int) -> None:
         """In a process forked from K: become the new run of the program."""
         channel = self.channel
-        self.pid = os.getpid()
+        self.pid = self.getpid()
         for fd in (report_w, control_r):
             os.set_inheritable(fd, False)
         channel.write_fd, channel.read_fd = report_w, control_r
@@ -544,6 +587,10 @@ class _Checkpoints:
         if channel.judge is not None:
             channel.send({"t": "changes"})
         reseed()
+        random = sys.modules.get("random")
+        if random is not None:
+            # Reseeded at the fork: what this process draws from now on is its own.
+            self.random_state = random.getstate()
         # A cold start would see modules created since the checkpoint was parked.
         for finder in list(sys.meta_path):
             invalidate = getattr(finder, "invalidate_caches", None)
@@ -552,6 +599,24 @@ class _Checkpoints:
         channel.reported.discard(path)
         channel.report_module(name, path)  # with what it sees of the file now
         channel.send({"t": "running"})
+
+
+def _own_read(what: str) -> str:
+    """``what (in FILE)`` when the module whose import is running is the program's own
+    (the innermost module-level frame); "" for one of the standard library's or a
+    package's: their import-time state is the zygote's in every warm start already
+    (multiprocessing's authentication key)."""
+    frame: Any = sys._getframe(2)
+    while frame is not None and frame.f_code.co_name != "<module>":
+        frame = frame.f_back
+    if frame is None:
+        return ""
+    filename = os.path.abspath(frame.f_code.co_filename)
+    installed = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    places = (*(p.rstrip(os.sep) + os.sep for p in installed), _RELAUNCH_DIR)
+    if frame.f_code.co_filename.startswith("<") or filename.startswith(places):
+        return ""
+    return f"{what} (in {os.path.basename(filename)})"
 
 
 _checkpoints: _Checkpoints | None = None
