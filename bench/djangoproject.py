@@ -2,8 +2,8 @@
 
 ``mysite/`` (settings, URLconf, WSGI and ASGI entry points), ``manage.py``, and 20
 apps, each with ``models.py`` (30 models: foreign keys to the previous model, to the
-same model of the previous app and to ``auth.User``, many-to-many fields, ``Meta``
-options, ``__str__``), ``admin.py`` (every model registered with ``list_display``,
+same model of the previous app and to ``auth.User``, many-to-many fields on a third of
+them, ``Meta`` options, ``__str__``), ``admin.py`` (every model registered with ``list_display``,
 ``search_fields``, ``list_filter``), ``apps.py``, ``urls.py`` (included from the
 project's), ``views.py`` (importing its models: function views and a class-based
 view), ``templates/<app>/`` and ``migrations/0001_initial.py`` (made by
@@ -36,7 +36,7 @@ __all__ = [
     "views_source",
 ]
 
-VERSION = "1"  # bump when the generated code changes, to regenerate the cached project
+VERSION = "2"  # bump when the generated code changes, to regenerate the cached project
 
 APP_NAMES = (
     "catalog",
@@ -409,6 +409,11 @@ def _models(app: str, previous_app: str | None) -> str:
         "from django.conf import settings\n"
         "from django.db import models\n"
         "from django.urls import reverse\n"
+        "\n\n"
+        "class Kind(models.TextChoices):\n"
+        '    DRAFT = "draft", "Draft"\n'
+        '    ACTIVE = "active", "Active"\n'
+        '    ARCHIVED = "archived", "Archived"\n'
     ]
     for index, name in enumerate(MODEL_NAMES):
         parts.append(_model(app, index, name, previous_app))
@@ -435,12 +440,12 @@ def _model(app: str, index: int, name: str, previous_app: str | None) -> str:
             f'source = models.ForeignKey("{previous_app}.{name}", null=True, blank=True, '
             'on_delete=models.PROTECT, related_name="%(app_label)s_derived")'
         )
-    if index >= 2:
+    if index % 3 == 2:
         relations.append(
             f'related = models.ManyToManyField("{MODEL_NAMES[index - 2]}", blank=True, '
             'related_name="%(class)s_related")'
         )
-    if index % 5 == 0:
+    if index % 10 == 0:
         relations.append(
             "watchers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, "
             'related_name="%(app_label)s_%(class)s_watched")'
@@ -450,11 +455,6 @@ def _model(app: str, index: int, name: str, previous_app: str | None) -> str:
         f'''\
         class {name}(models.Model):
             """{name} of {app}."""
-
-            class Kind(models.TextChoices):
-                DRAFT = "draft", "Draft"
-                ACTIVE = "active", "Active"
-                ARCHIVED = "archived", "Archived"
 
             name = models.CharField(max_length=120)
             slug = models.SlugField(max_length=140, unique=True)
