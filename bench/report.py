@@ -151,13 +151,14 @@ def markdown_report(
         f"- Python {machine['python']}; {versions}",
         f"- command: `{config['command']}`",
         f"- {config['rounds']} measured rounds after {config['warmup']} warm-up per row; "
-        f"each write of msg.py comes {config['settle']} s + 0-{config['jitter']} s (spread) "
+        "each write of the edited file (msg.py; the Django project: catalog/views.py) "
+        f"comes {config['settle']} s + 0-{config['jitter']} s (spread) "
         "after the server is serving and idle; "
         "latency = write until GET / (polled every 2 ms) shows the new value; "
         "failed polls = refused/reset/error responses summed over the measured rounds; "
         f"idle CPU = whole process tree over {config['idle_seconds']} s after the reloads, "
         "% of one core; "
-        "starts per save = app imports per write of msg.py (1 is ideal).",
+        "starts per save = app imports per write of the edited file (1 is ideal).",
         "",
         results_table(results),
         "",
