@@ -2,8 +2,10 @@
 
 Every app directory holds the same entry points, so any reloader can serve any app:
 
-- ``msg.py``: ``VALUE = "..."``, the file the benchmark edits.
-- ``deps.py``: the app's heavy imports (nothing, ``biglib``, ``pandas`` or ``pages``).
+- ``msg.py``: ``VALUE = "..."``, the file the benchmark edits (the Django project's is
+  ``catalog/views.py``, see ``djangoproject.py``).
+- ``deps.py``: the app's heavy imports (nothing, ``biglib``, ``pandas``, ``pages`` or
+  the in-project ``projlib``).
 - ``app.py``: WSGI ``app``; ``asgi_app.py``: ASGI ``app``; ``tornado_app.py``: a tornado
   server with ``autoreload=True``; ``serve_waitress.py`` / ``serve_werkzeug.py``: scripts
   serving ``app:app`` on the port given as argv[1] (or ``$BENCH_PORT``).
@@ -18,15 +20,20 @@ from __future__ import annotations
 import compileall
 import shutil
 import subprocess
+import sys
 import sysconfig
 import textwrap
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import djangoproject
 
 __all__ = [
     "APPS",
     "CHECKOUT_APP",
     "AppSpec",
+    "app_has",
     "ensure_biglib",
     "make_app",
     "make_checkout_app",
@@ -36,7 +43,12 @@ __all__ = [
 BIGLIB_PACKAGES = 30
 BIGLIB_MODULES_PER_PACKAGE = 50  # 30 * 50 = 1500 modules
 BIGLIB_VERSION = "3"  # bump when the generated code changes, to regenerate it
+PROJLIB_VERSION = "1"  # the same for the in-project copy (its cache in the bench venv)
 PAGES_MODULES = 500
+
+
+def _msg_source(value: str) -> str:
+    return f"VALUE = {value!r}\n"
 
 
 @dataclass(frozen=True)
@@ -44,25 +56,13 @@ class AppSpec:
     name: str
     deps_source: str
     description: str
+    kind: str = "plain"  # "django": a Django project (reloaders.py picks its commands by kind)
+    edited: str = "msg.py"  # the file the benchmark rewrites, relative to the app directory
+    render: Callable[[str], str] = _msg_source  # the edited file's text for a VALUE
+    # Adds the app's own files to a fresh directory, before the entry points are written.
+    build: Callable[[Path], None] | None = None
+    entry_points: dict[str, str] = field(default_factory=dict)  # default: _ENTRY_POINTS
 
-
-APPS: dict[str, AppSpec] = {
-    spec.name: spec
-    for spec in (
-        AppSpec("small", "", "app.py + msg.py"),
-        AppSpec(
-            "big",
-            "import biglib\n\nSIZE = biglib.MODULE_COUNT\n",
-            f"imports the installed {BIGLIB_PACKAGES * BIGLIB_MODULES_PER_PACKAGE}-module biglib",
-        ),
-        AppSpec(
-            "pandas",
-            "import pandas\n\nFRAME = pandas.DataFrame({'a': [1, 2, 3]})\n"
-            "SIZE = int(FRAME['a'].sum())\n",
-            "imports pandas",
-        ),
-    )
-}
 
 CHECKOUT_APP = AppSpec(
     "checkout",
@@ -178,24 +178,76 @@ if __name__ == "__main__":
 }
 
 
-def write_value(app_dir: Path, value: str) -> None:
-    """Rewrite msg.py in place, the way a plain (non-atomic) editor save does."""
-    with open(app_dir / "msg.py", "w") as f:
-        f.write(f"VALUE = {value!r}\n")
+APPS: dict[str, AppSpec] = {
+    spec.name: spec
+    for spec in (
+        AppSpec("small", "", "app.py + msg.py"),
+        AppSpec(
+            "big",
+            "import biglib\n\nSIZE = biglib.MODULE_COUNT\n",
+            f"imports the installed {BIGLIB_PACKAGES * BIGLIB_MODULES_PER_PACKAGE}-module biglib",
+        ),
+        AppSpec(
+            "pandas",
+            "import pandas\n\nFRAME = pandas.DataFrame({'a': [1, 2, 3]})\n"
+            "SIZE = int(FRAME['a'].sum())\n",
+            "imports pandas",
+        ),
+        AppSpec(
+            "inproject",
+            "import projlib\n\nSIZE = projlib.MODULE_COUNT\n",
+            f"imports projlib, the same {BIGLIB_PACKAGES * BIGLIB_MODULES_PER_PACKAGE} modules "
+            "as biglib in a package of the project (not installed)",
+            build=lambda app_dir: _copy_cached(ensure_projlib(), app_dir / "projlib"),
+        ),
+        AppSpec(
+            "django",
+            "",
+            djangoproject.DESCRIPTION,
+            kind="django",
+            edited=djangoproject.EDITED,
+            render=djangoproject.views_source,
+            build=lambda app_dir: _copy_cached(djangoproject.ensure_project(), app_dir),
+            entry_points=djangoproject.entry_points(_ENTRY_POINTS),
+        ),
+    )
+}
+
+
+def write_value(spec: AppSpec, app_dir: Path, value: str) -> None:
+    """Rewrite the app's edited file in place, the way a plain (non-atomic) editor save does."""
+    with open(app_dir / spec.edited, "w") as f:
+        f.write(spec.render(value))
+
+
+def app_has(spec: AppSpec, name: str) -> bool:
+    """Whether the app's directory will hold the top-level file ``name`` (say manage.py)."""
+    return name in (spec.entry_points or _ENTRY_POINTS) or (
+        spec.kind == "django" and name in djangoproject.TOP_LEVEL_FILES
+    )
 
 
 def make_app(spec: AppSpec, app_dir: Path, value: str) -> Path:
     """Create a fresh app directory for one (reloader, app) session."""
     if app_dir.exists():
         shutil.rmtree(app_dir)
-    app_dir.mkdir(parents=True)
-    for name, source in _ENTRY_POINTS.items():
+    if spec.build is not None:
+        spec.build(app_dir)
+    app_dir.mkdir(parents=True, exist_ok=True)
+    for name, source in (spec.entry_points or _ENTRY_POINTS).items():
         (app_dir / name).write_text(source)
-    (app_dir / "deps.py").write_text(
-        f'"""Heavy imports: {spec.description}."""\n{spec.deps_source}'
-    )
-    write_value(app_dir, value)
+    if spec.kind != "django":
+        (app_dir / "deps.py").write_text(
+            f'"""Heavy imports: {spec.description}."""\n{spec.deps_source}'
+        )
+    write_value(spec, app_dir, value)
     return app_dir
+
+
+def _copy_cached(source: Path, target: Path) -> None:
+    # copy2 keeps the modification times, so the cached .pyc files stay valid: the unchanged
+    # modules load from bytecode, as in a project whose __pycache__ is already written.
+    shutil.copytree(source, target, dirs_exist_ok=True)
 
 
 def make_checkout_app(app_dir: Path, value: str) -> tuple[str, str]:
@@ -238,6 +290,30 @@ def _git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *env_args, *args], cwd=cwd, check=True)
 
 
+def _cache_dir() -> Path:
+    # Inside the bench venv (sys.prefix: run.py re-runs itself there), so it goes with it.
+    return Path(sys.prefix) / "bench-apps"
+
+
+def ensure_projlib() -> Path:
+    """Generate projlib (biglib's code under another name) into the bench's cache, once.
+
+    Each inproject session copies it into its app directory: there it is the project's
+    own code, which every reloader watches and relaunch's zygote does not hold.
+    """
+    target = _cache_dir() / "projlib"
+    marker = _cache_dir() / "projlib.version"
+    version = f"{PROJLIB_VERSION}-{BIGLIB_VERSION}"
+    if marker.exists() and marker.read_text() == version and target.exists():
+        return target
+    if target.exists():
+        shutil.rmtree(target)
+    _write_biglib(target, package="projlib")
+    compileall.compile_dir(target, quiet=1)
+    marker.write_text(version)
+    return target
+
+
 def ensure_biglib() -> Path:
     """Generate biglib into this interpreter's site-packages (the bench venv), once.
 
@@ -257,7 +333,7 @@ def ensure_biglib() -> Path:
     return target
 
 
-def _write_biglib(root: Path) -> None:
+def _write_biglib(root: Path, package: str = "biglib") -> None:
     root.mkdir(parents=True)
     subpackages = [f"sub{p:02d}" for p in range(BIGLIB_PACKAGES)]
     lines = [f"from . import {sub}\n" for sub in subpackages]
@@ -269,15 +345,15 @@ def _write_biglib(root: Path) -> None:
         modules = [f"mod{m:02d}" for m in range(BIGLIB_MODULES_PER_PACKAGE)]
         (pkg / "__init__.py").write_text("".join(f"from . import {m}\n" for m in modules))
         for index, module in enumerate(modules):
-            (pkg / f"{module}.py").write_text(_biglib_module(sub, index))
+            (pkg / f"{module}.py").write_text(_biglib_module(package, sub, index))
 
 
-def _biglib_module(sub: str, index: int) -> str:
-    previous = f"from biglib.{sub} import mod{index - 1:02d} as _previous\n" if index else ""
+def _biglib_module(package: str, sub: str, index: int) -> str:
+    previous = f"from {package}.{sub} import mod{index - 1:02d} as _previous\n" if index else ""
     base = "_previous.Service" if index else "object"
     source = textwrap.dedent(
         f'''\
-        """Generated module biglib.{sub}.mod{index:02d}."""
+        """Generated module {package}.{sub}.mod{index:02d}."""
         from __future__ import annotations
 
         import dataclasses

@@ -16,9 +16,11 @@ import psutil
 
 __all__ = [
     "PollStats",
+    "ProcessMemory",
     "Server",
     "StartFailed",
     "fetch",
+    "helper_memory",
     "percentile",
     "tree_cpu_percent",
     "wait_for_body",
@@ -130,6 +132,42 @@ def wait_idle(
         if tree_cpu_percent(pid, window) < threshold:
             return True
     return False
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    """One process's memory, in bytes: RSS, USS (private to it) and PSS (shared pages split
+    between the processes sharing them, so PSS adds up across processes)."""
+
+    pid: int
+    command: str
+    rss: int
+    uss: int
+    pss: int
+
+
+def helper_memory(root_pid: int, serving_pid: int | None) -> list[ProcessMemory]:
+    """The memory of every process in ``root_pid``'s tree but the serving one and its children.
+
+    For a reloader that is its own machinery (a supervisor, a zygote, a guardian), what a
+    user pays beside the server itself. Processes that cannot be read are left out.
+    """
+    tree = _tree_of(root_pid)
+    serving: set[int] = set()
+    if serving_pid is not None:
+        serving = {serving_pid, *(p.pid for p in _tree_of(serving_pid))}
+    found = []
+    for proc in tree:
+        if proc.pid in serving:
+            continue
+        try:
+            info = proc.memory_full_info()
+            command = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        pss = int(getattr(info, "pss", 0))  # Linux only
+        found.append(ProcessMemory(proc.pid, command[:160], info.rss, info.uss, pss))
+    return found
 
 
 def percentile(values: list[float], fraction: float) -> float:

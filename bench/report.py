@@ -12,7 +12,15 @@ from pathlib import Path
 
 from session import CheckoutResult, PairResult
 
-__all__ = ["checkout_table", "machine_info", "markdown_report", "results_table", "write_results"]
+__all__ = [
+    "checkout_table",
+    "helpers_table",
+    "machine_info",
+    "markdown_report",
+    "medians_table",
+    "results_table",
+    "write_results",
+]
 
 PACKAGES = (
     "watchfiles",
@@ -23,6 +31,7 @@ PACKAGES = (
     "tornado",
     "waitress",
     "pandas",
+    "django",
     "relaunch",
 )
 
@@ -63,6 +72,54 @@ def results_table(results: list[PairResult]) -> str:
     return "\n".join(rows)
 
 
+def medians_table(results: list[PairResult]) -> str:
+    """Reload medians with one column per app, one row per reloader (failed polls in brackets)."""
+    app_names = list(dict.fromkeys(r.app for r in results))
+    by_pair = {(r.reloader, r.app): r for r in results}
+    rows = [
+        "| reloader | " + " | ".join(app_names) + " |",
+        "|---|" + "---|" * len(app_names),
+    ]
+    for reloader in dict.fromkeys(r.reloader for r in results):
+        cells = [reloader]
+        for app in app_names:
+            r = by_pair.get((reloader, app))
+            if r is None:
+                cells.append("")
+            elif r.median_ms is not None:
+                cells.append(f"{_ms(r.median_ms)} ({_int(r.failed_polls)})")
+            else:
+                cells.append(r.status)
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def helpers_table(results: list[PairResult]) -> str:
+    """Memory of relaunch's own processes per row: totals, then each process."""
+    rows = [
+        "| reloader | app | processes | RSS | USS | PSS | each process (RSS / USS / PSS) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if not r.helpers:
+            continue
+        each = "; ".join(
+            f"`{_short_command(h.command)}` {_mib(h.rss)} / {_mib(h.uss)} / {_mib(h.pss)}"
+            for h in r.helpers
+        )
+        cells = [
+            r.reloader,
+            r.app,
+            str(len(r.helpers)),
+            _mib(sum(h.rss for h in r.helpers)),
+            _mib(sum(h.uss for h in r.helpers)),
+            _mib(sum(h.pss for h in r.helpers)),
+            each.replace("|", "\\|"),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def checkout_table(results: list[CheckoutResult]) -> str:
     rows = [
         "| reloader | (re)starts after a 500-file git checkout | serving after | notes |",
@@ -94,16 +151,31 @@ def markdown_report(
         f"- Python {machine['python']}; {versions}",
         f"- command: `{config['command']}`",
         f"- {config['rounds']} measured rounds after {config['warmup']} warm-up per row; "
-        f"each write of msg.py comes {config['settle']} s + 0-{config['jitter']} s (spread) "
+        "each write of the edited file (msg.py; the Django project: catalog/views.py) "
+        f"comes {config['settle']} s + 0-{config['jitter']} s (spread) "
         "after the server is serving and idle; "
         "latency = write until GET / (polled every 2 ms) shows the new value; "
         "failed polls = refused/reset/error responses summed over the measured rounds; "
         f"idle CPU = whole process tree over {config['idle_seconds']} s after the reloads, "
         "% of one core; "
-        "starts per save = app imports per write of msg.py (1 is ideal).",
+        "starts per save = app imports per write of the edited file (1 is ideal).",
         "",
         results_table(results),
+        "",
+        "Reload median per app (failed polls in brackets):",
+        "",
+        medians_table(results),
     ]
+    if any(r.helpers for r in results):
+        parts += [
+            "",
+            "Memory of relaunch's own processes (every process of the row's tree but the one "
+            "serving, whose pid the app's start log names; the zygote is among them), after "
+            "the reloads, in MiB: RSS, USS (private) and PSS (shared pages split between "
+            "the processes sharing them):",
+            "",
+            helpers_table(results),
+        ]
     if checkouts:
         parts += [
             "",
@@ -155,6 +227,16 @@ def _version(name: str) -> str | None:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
+
+
+def _mib(value: int) -> str:
+    return f"{value / 2**20:.1f}"
+
+
+def _short_command(command: str) -> str:
+    """The command line without the venv's directory prefixes, to keep the table readable."""
+    words = [Path(word).name if word.startswith("/") else word for word in command.split()]
+    return " ".join(words)[:80]
 
 
 def _int(value: int | None) -> str:

@@ -18,7 +18,8 @@ from types import FrameType
 import venvsetup
 from reloaders import RELOADERS
 
-DEFAULT_APPS = "small,big,pandas"
+KNOWN_APPS = ("small", "big", "pandas", "inproject", "django")  # the keys of apps.APPS
+DEFAULT_APPS = ",".join(KNOWN_APPS)
 RELOADER_ORDER = tuple(RELOADERS)  # relaunch variants first, then the others
 
 
@@ -74,12 +75,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    known_apps = ("small", "big", "pandas")
     args.app_names = _split(args.apps)
     args.reloader_names = _split(args.reloaders)
     for name in args.app_names:
-        if name not in known_apps:
-            parser.error(f"unknown app {name!r}; choose from {', '.join(known_apps)}")
+        if name not in KNOWN_APPS:
+            parser.error(f"unknown app {name!r}; choose from {', '.join(KNOWN_APPS)}")
     for name in args.reloader_names:
         if name not in RELOADER_ORDER:
             parser.error(f"unknown reloader {name!r}; choose from {', '.join(RELOADER_ORDER)}")
@@ -107,11 +107,17 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def benchmark(args: argparse.Namespace) -> int:
     # Imported here, not at the top: they need the venv's packages (psutil).
     import apps
+    import djangoproject
     import report
     from session import CheckoutResult, PairResult, Settings, run_checkout, run_pair
 
     if "big" in args.app_names:
         apps.ensure_biglib()
+    if "inproject" in args.app_names:
+        apps.ensure_projlib()
+    if "django" in args.app_names:
+        _log("the Django project: generated and migrated once into bench/.venv ...")
+        djangoproject.ensure_project()
     status = venvsetup.relaunch_status()
     workdir = Path(tempfile.mkdtemp(prefix="relaunch-bench-"))
     settings = Settings(

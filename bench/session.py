@@ -14,8 +14,10 @@ from pathlib import Path
 import apps
 from measure import (
     PollStats,
+    ProcessMemory,
     Server,
     StartFailed,
+    helper_memory,
     median,
     percentile,
     tree_cpu_percent,
@@ -48,7 +50,7 @@ class Settings:
 class PairResult:
     reloader: str
     app: str
-    status: str = "ok"  # ok | timeout | failed | not available
+    status: str = "ok"  # ok | timeout | failed | not available | skipped
     reason: str = ""
     startup_s: float | None = None
     idle_cpu_percent: float | None = None
@@ -59,6 +61,8 @@ class PairResult:
     poll_requests: int | None = None
     edits: int = 0
     starts_during_edits: int | None = None  # equal to edits when each save restarts once
+    # relaunch rows: its own processes (all but the serving one), after the reloads
+    helpers: list[ProcessMemory] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -67,7 +71,7 @@ class PairResult:
 @dataclass
 class CheckoutResult:
     reloader: str
-    status: str = "ok"  # ok | not serving | failed | not available
+    status: str = "ok"  # ok | not serving | failed | not available | skipped
     reason: str = ""
     files_changed: int = apps.PAGES_MODULES
     starts: int | None = None
@@ -80,34 +84,36 @@ class CheckoutResult:
 
 def run_pair(reloader: Reloader, app: apps.AppSpec, settings: Settings) -> PairResult:
     result = PairResult(reloader.name, app.name)
-    if _unavailable(reloader, settings, result):
+    if _unavailable(reloader, app, settings, result):
         return result
     name = f"{reloader.name}-{app.name}"
     app_dir = apps.make_app(app, settings.workdir / "apps" / name, _value(0))
-    with _serving(reloader, app_dir, settings, name) as (server, port):
+    with _serving(reloader, app, app_dir, settings, name) as (server, port):
         if not _start(server, port, settings, reloader, result):
             return result
         start_log = _start_log(settings, name)
         before = _count_lines(start_log)
-        _reload_rounds(server, port, app_dir, settings, result)
+        _reload_rounds(server, port, app, app_dir, settings, result)
         wait_idle(server.pid)
         result.starts_during_edits = _count_lines(start_log) - before
         # Idle CPU in the steady state, after the reloads: one-off work a reloader does
         # after its first start (relaunch building its zygote) is not idling.
         result.idle_cpu_percent = tree_cpu_percent(server.pid, settings.idle_seconds)
+        if reloader.needs_relaunch:
+            result.helpers = helper_memory(server.pid, _last_start_pid(start_log))
     return result
 
 
 def run_checkout(reloader: Reloader, settings: Settings) -> CheckoutResult:
     """Count (re)starts caused by a git checkout that changes every file of pages/."""
     result = CheckoutResult(reloader.name)
-    if _unavailable(reloader, settings, result):
+    if _unavailable(reloader, apps.CHECKOUT_APP, settings, result):
         return result
     name = f"{reloader.name}-checkout"
     app_dir = settings.workdir / "apps" / name
     old_ref, _ = apps.make_checkout_app(app_dir, _value(0))
     start_log = _start_log(settings, name)
-    with _serving(reloader, app_dir, settings, name) as (server, port):
+    with _serving(reloader, apps.CHECKOUT_APP, app_dir, settings, name) as (server, port):
         if not _start(server, port, settings, reloader, result):
             return result
         # Long after start, as a real checkout would be: hupper, for one, learns the
@@ -141,7 +147,12 @@ def _checkout_and_count(
 
 
 def _reload_rounds(
-    server: Server, port: int, app_dir: Path, settings: Settings, result: PairResult
+    server: Server,
+    port: int,
+    app: apps.AppSpec,
+    app_dir: Path,
+    settings: Settings,
+    result: PairResult,
 ) -> None:
     """Warm-up rounds, then measured rounds; a timeout ends the session."""
     stats = PollStats()
@@ -149,7 +160,7 @@ def _reload_rounds(
         measured = index > settings.warmup
         _settle(server, settings, extra=_spread(index) * settings.jitter)
         value = _value(index)
-        apps.write_value(app_dir, value)
+        apps.write_value(app, app_dir, value)
         result.edits += 1
         took = wait_for_body(
             port,
@@ -175,8 +186,15 @@ def _reload_rounds(
 
 
 def _unavailable(
-    reloader: Reloader, settings: Settings, result: PairResult | CheckoutResult
+    reloader: Reloader,
+    app: apps.AppSpec,
+    settings: Settings,
+    result: PairResult | CheckoutResult,
 ) -> bool:
+    if reloader.requires and not apps.app_has(app, reloader.requires):
+        result.status = "skipped"
+        result.reason = f"the {app.name} app has no {reloader.requires}"
+        return True
     if reloader.needs_relaunch and settings.relaunch_reason:
         result.status = "not available"
         result.reason = settings.relaunch_reason
@@ -222,14 +240,14 @@ def _settle(server: Server, settings: Settings, *, extra: float = 0.0) -> None:
 
 @contextmanager
 def _serving(
-    reloader: Reloader, app_dir: Path, settings: Settings, name: str
+    reloader: Reloader, app: apps.AppSpec, app_dir: Path, settings: Settings, name: str
 ) -> Iterator[tuple[Server, int]]:
     """Run ``reloader`` on a free port in ``app_dir``; its whole tree is killed on exit."""
     port = _free_port()
     logs = settings.workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     server = Server(
-        argv=command_for(reloader, port=port, python=settings.python),
+        argv=command_for(reloader, port=port, python=settings.python, kind=app.kind),
         cwd=app_dir,
         env=_server_env(settings, app_dir, port, _start_log(settings, name)),
         log_path=logs / f"{name}.log",
@@ -259,6 +277,15 @@ def _server_env(settings: Settings, app_dir: Path, port: int, start_log: Path) -
 def _start_log(settings: Settings, name: str) -> Path:
     # Outside the app directory, so recording a start never triggers a reload.
     return settings.workdir / "logs" / f"{name}.starts"
+
+
+def _last_start_pid(path: Path) -> int | None:
+    """The pid of the process that logged the latest start: the one serving now."""
+    try:
+        lines = path.read_text().splitlines()
+        return int(lines[-1].split()[0]) if lines else None
+    except (OSError, ValueError):
+        return None
 
 
 def _count_lines(path: Path) -> int:

@@ -140,7 +140,10 @@ class Proc:
 
 
 class Relaunch(Proc):
-    """``[PREFIX...] python -m relaunch ARGS`` in ``cwd``."""
+    """``[PREFIX...] python -X faulthandler -m relaunch ARGS`` in ``cwd``.
+
+    When a wait for a line runs out, the failure also shows where each of relaunch's
+    threads was (faulthandler's dump on SIGABRT): a stall is then told from a miss."""
 
     def __init__(
         self,
@@ -150,7 +153,33 @@ class Relaunch(Proc):
         *,
         prefix: Sequence[str] = (),
     ) -> None:
-        super().__init__([*prefix, sys.executable, "-m", "relaunch", *args], cwd, env)
+        argv = [*prefix, sys.executable, "-X", "faulthandler", "-m", "relaunch", *args]
+        super().__init__(argv, cwd, env)
+
+    def expect(
+        self, pattern: str, *, stream: str = "out", start: int = 0, timeout: float = TIMEOUT
+    ) -> re.Match[str]:
+        try:
+            return super().expect(pattern, stream=stream, start=start, timeout=timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.threads()}") from None
+
+    def threads(self) -> str:
+        """relaunch's threads' stacks (it is aborted for them), or why there are none."""
+        if self.proc.poll() is not None:
+            return "--- relaunch had exited"
+        mark = self.err.mark()
+        self.proc.send_signal(signal.SIGABRT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + 2  # the reader thread may lag behind the exit
+        while time.monotonic() < deadline and self.err.mark() == mark:
+            time.sleep(0.05)
+        with self.err.cond:
+            dump = self.err.lines[mark:]
+        return "--- relaunch's threads when the wait ran out\n" + "\n".join(dump)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT, what: str = "") -> None:

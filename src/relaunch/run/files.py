@@ -88,7 +88,7 @@ class WatchedFiles:
 
     def take(self, now: float) -> tuple[list[str], Batch] | None:
         """A settled batch, with the files in it that really changed (maybe none)."""
-        batch = self.settler.take(now, held=self.vcs_busy)
+        batch = self.settler.take(now, held=self._held)
         if batch is None:
             return None
         # update() for every path (it also records the new state), then the files
@@ -97,6 +97,12 @@ class WatchedFiles:
         changed += [p for p in batch.paths if p in self._unseen_changes and p not in changed]
         self._unseen_changes.difference_update(batch.paths)
         return changed, batch
+
+    def _held(self) -> bool:
+        """Hold a due batch while a git operation runs or a watched file is being
+        written in place (a batch that no event started, such as the files first looked
+        at by a refresh, is not held by the watcher's own wait for the close)."""
+        return self.vcs_busy() or bool(self.watcher.being_written())
 
     def vcs_busy(self) -> bool:
         """A git operation is under way: its index lock exists, or a rebase, cherry-pick
@@ -303,10 +309,13 @@ class WatchedFiles:
         log.debug("watching %d file(s): %s", len(files), self.watcher.describe())
         # Files added since the last refresh were not covered by the watcher until now:
         # an edit in that window raised no event, so look at them once more.
-        missed = [p for p in self._unwatched if self.fingerprints.update(p)]
+        # Only looked at: the settled batch compares them with their baseline, as for an
+        # event (a file caught in the middle of a write, a formatter rewriting it
+        # unchanged, must not become the baseline and count as a change).
+        missed = [p for p in self._unwatched if self.fingerprints.differs(p)]
         self._unwatched.clear()
         if missed:
-            self.changed_unseen(missed)
+            self.settler.add(missed, time.monotonic())
         if self.failed():
             self.scan_new_modules()
 

@@ -155,6 +155,15 @@ class Fingerprints:
         known = self._known.get(path)
         return known.mtime_ns if known is not None else None
 
+    def differs(self, path: str) -> bool:
+        """Whether the file now differs from its last fingerprint, without recording
+        anything: the next :meth:`update` still compares with that one (so a look taken
+        in the middle of a write cannot become the baseline)."""
+        if path not in self._known:
+            return take(path) is not None
+        by_mtime = self.by_mtime is not None and self.by_mtime(path)
+        return changed(self._known[path], take(path), by_mtime=by_mtime)
+
     def update(self, path: str) -> bool:
         """Take a new fingerprint; True if the file changed since the last one.
 
