@@ -96,9 +96,11 @@ OPTIONS: tuple[Option, ...] = (
            "before it is killed", metavar="SECONDS"),
     Option("on_exit", "choice", "wait", "what to do when the program exits with code 0: "
            "wait for a change, restart it, or exit with it", choices=("wait", "restart", "exit")),
-    Option("restart", "choice", "auto", "how to restart a Python program: warm (fork a "
-           "process that has its libraries imported: milliseconds), cold (a new interpreter), "
-           "or auto (warm on Linux, cold elsewhere)", choices=("auto", "warm", "cold")),
+    Option("restart", "choice", "auto", "how to restart a Python program: checkpoint (fork "
+           "a copy parked just before the first edited file ran: only what the edit touches "
+           "runs again), warm (fork a process that has its libraries imported), cold (a new "
+           "interpreter), or auto (checkpoint on Linux, cold elsewhere)",
+           choices=("auto", "checkpoint", "warm", "cold")),
     Option("no_preload", "list", [], "never preload this module or package for warm "
            "restarts; repeatable", metavar="MODULE"),
     Option("preflight", "bool", True, "before a graceful reload of a production server "

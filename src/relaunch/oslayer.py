@@ -809,3 +809,33 @@ def open_file_limit() -> int | None:
         return None
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return None if soft == resource.RLIM_INFINITY or soft <= 0 else int(soft)
+
+
+__all__ += ["peer_pid"]
+
+
+def peer_pid(sock: socket.socket) -> int | None:
+    """The pid of the process at the other end of a Unix socket, as the kernel knows
+    it (Linux SO_PEERCRED); None where it cannot be asked."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    import struct
+
+    try:
+        data = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid, _uid, _gid = struct.unpack("3i", data)
+    return int(pid) if pid > 0 else None
+
+
+__all__ += ["parent_pid"]
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of process ``pid`` (Linux /proc); None where it cannot be read."""
+    fields = _proc_stat_fields(pid)
+    if fields is None or len(fields) < 2 or not fields[1].isdigit():
+        return None
+    return int(fields[1])

@@ -311,7 +311,7 @@ def test_django_runserver_reloads_view_change_with_warm_restarts(
     port = free_port()
     # --verbosity 2 makes relaunch verbose too: it says when the warm-start process is ready.
     p = runserver(run, django_project, port, "--verbosity", "2")
-    p.expect("running .*manage.py runserver .*warm restarts", stream="err")
+    p.expect("running .*manage.py runserver .*checkpoint restarts", stream="err")
     p.expect("Watching for file changes with RelaunchReloader", stream="err")
     first = int(wait_for_body(port, r"value=1 pid=(\d+)").group(1))
     p.expect(r"warm-start process \d+ ready", stream="err")
@@ -365,7 +365,7 @@ def test_django_settings_change_does_not_wait_out_the_grace(
         mark = p.err.mark()
         write(settings, good + f"\nEDIT = {n}\n")
         up = p.expect(
-            r"reload #\d+: proj/settings.py changed; new process up in (\d+) ms",
+            r"reload #\d+: proj/settings.py changed; (?:kept [^;]+; )?new process up in (\d+) ms",
             stream="err",
             start=mark,
         )

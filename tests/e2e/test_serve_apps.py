@@ -201,7 +201,11 @@ def test_start_is_reported_once_the_app_has_loaded(site: Path, relaunch: Start) 
     mark = r.err.mark()
     write(site / "msg.py", "VALUE = 'fixed'\n")
     wait_body(port, "<h1>fixed</h1>")
-    r.expect(r"reload #\d+: msg\.py changed; new process up in \d+ ms", stream="err", start=mark)
+    r.expect(
+        r"reload #\d+: msg\.py changed; (kept [^;]+; )?new process up in \d+ ms",
+        stream="err",
+        start=mark,
+    )
     lines = r.err.lines[mark:]
     serving = next(i for i, line in enumerate(lines) if "serving app:app (WSGI" in line)
     up = next(i for i, line in enumerate(lines) if "new process up" in line)

@@ -49,7 +49,9 @@ def replace(path: Path, text: str) -> None:
 def reload_line(number: int | str, names: str = r"msg\.py") -> str:
     """The exact log line of reload ``number`` (or a regex for it) caused by a change of
     ``names`` (a regex)."""
-    return rf"^\[relaunch\] reload #{number}: {names} changed; new process up in \d+ ms$"
+    # A reload forked from a checkpoint says what it kept.
+    kept = r"(; kept [\d,]+ modules(, ran [\d,]+)?)?"
+    return rf"^\[relaunch\] reload #{number}: {names} changed{kept}; new process up in \d+ ms$"
 
 
 def wait_watching(r: Relaunch, at_least: int, timeout: float = 20.0) -> None:

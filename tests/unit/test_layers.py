@@ -58,6 +58,7 @@ LAYER_OF = {
     "relaunch._inside": "base",
     "relaunch._inside.bootstrap": "base",
     "relaunch._inside.zygote_server": "base",
+    "relaunch._inside.forkserver": "base",
     "relaunch._inside.guardian": "base",
     "relaunch._inside.werkzeug_child": "base",
     "relaunch.watch": "watch",
@@ -110,6 +111,7 @@ STDLIB_ONLY = [
     "relaunch._inside.bootstrap",
     "relaunch._inside.werkzeug_child",  # loaded by path by the bootstrap
     "relaunch._inside.zygote_server",
+    "relaunch._inside.forkserver",  # loaded by path by the bootstrap and the zygote
 ]
 # ... but for the framework a hook wraps, imported only once the program has imported it.
 HOOKED = {"relaunch._inside.werkzeug_child": {"werkzeug"}}
@@ -380,6 +382,7 @@ INSIDE = sorted(m for m in MODULES if m.startswith("relaunch._inside."))
 def test_the_inside_modules_are_the_expected_ones() -> None:
     assert INSIDE == [
         "relaunch._inside.bootstrap",
+        "relaunch._inside.forkserver",
         "relaunch._inside.guardian",
         "relaunch._inside.serve_worker",
         "relaunch._inside.werkzeug_child",

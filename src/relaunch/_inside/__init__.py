@@ -4,6 +4,8 @@
   script by the program's interpreter; standard library only).
 * ``zygote_server.py``: the warm-restart zygote, in the program's interpreter
   (run as a script; standard library only).
+* ``forkserver.py``: the fork loop the zygote and checkpoints (parked copies of the
+  program's process) share; loaded by path by both (standard library only).
 * ``werkzeug_child.py``: in the program's process, loaded by path by the bootstrap
   once Werkzeug is imported (standard library only).
 * ``guardian.py``: the clean-up process beside the supervisor (``-m``; standard

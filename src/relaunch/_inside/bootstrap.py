@@ -23,13 +23,27 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["installed_roots", "main"]
+__all__ = [
+    "CHECKPOINTS_ENV",
+    "HOT_ENV",
+    "enable_checkpoints",
+    "installed_roots",
+    "load_forkserver",
+    "main",
+    "reseed",
+    "socket_count",
+    "thread_count",
+]
 
 _MAX_MESSAGE = 4000  # below PIPE_BUF (4096 on Linux, 512 minimum by POSIX)
 _TRACEBACK_CHUNK = 1500  # characters; escaped as JSON it stays under _MAX_MESSAGE
 _MAX_TRACEBACK = 60000
 _HERE = os.path.abspath(__file__)
 _CHANNEL_MODULE = "_relaunch_channel"
+# Where a child parks its checkpoints (the supervisor's Unix socket), and the files
+# edited this session (os.pathsep between them): a cold child's, from the environment.
+CHECKPOINTS_ENV = "_RELAUNCH_CHECKPOINTS"
+HOT_ENV = "_RELAUNCH_HOT"
 
 
 def _json_string(text: str) -> str:
@@ -80,6 +94,8 @@ class Channel:
         self._listening = False
         self._lock = threading.Lock()
         self.reported: set[str] = set()
+        # Each file reported, in import order, with the (mtime, size) seen before it ran.
+        self.seen: dict[str, list[int]] = {}
 
     def send(self, message: dict[str, Any]) -> bool:
         data = (_json(message) + "\n").encode("utf-8")
@@ -109,7 +125,8 @@ class Channel:
         if path in self.reported:
             return
         self.reported.add(path)
-        self.send_paths("mods", [[name, path, *_seen(path)]])
+        seen = self.seen[path] = _seen(path)
+        self.send_paths("mods", [[name, path, *seen]])
 
     def report_missing(self, name: str, search: Any) -> None:
         """An import found no module ``name``: watch where it would be, were it created
@@ -126,7 +143,9 @@ class Channel:
             path = getattr(module, "__file__", None)
             if isinstance(path, str) and path not in self.reported:
                 self.reported.add(path)
-                found.append([name, os.path.abspath(path), *_seen(path)])
+                full = os.path.abspath(path)
+                seen = self.seen[full] = _seen(full)
+                found.append([name, full, *seen])
         self.send_paths("mods", found)
 
     def watch(self, paths: list[str]) -> None:
@@ -237,11 +256,23 @@ class ReportingFinder:
                     continue
                 spec = find(name, path, target)
                 if spec is not None:
+                    source = None
+                    # Not before a module run again (importlib.reload): what ran of it
+                    # before would be kept. (Found is not run: find_spec() probes.)
+                    points = _checkpoints if name not in sys.modules else None
                     if spec.has_location and isinstance(spec.origin, str):
-                        self.report(name, _source_file(spec))
+                        source = _source_file(spec)
+                        self.report(name, source)
                     hook = self.hooks.pop(name, None)
                     if hook is not None and spec.loader is not None:
                         spec.loader = _HookedLoader(spec.loader, hook)
+                    if (
+                        points is not None
+                        and source is not None
+                        and points.wants(source)
+                        and hasattr(spec.loader, "exec_module")
+                    ):
+                        spec.loader = _CheckpointLoader(spec.loader, name, source)
                     return spec
             if self.missing is not None:
                 self.missing(name, path)
@@ -273,6 +304,328 @@ class _HookedLoader:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.loader, name)
+
+
+class _CheckpointLoader:
+    """Parks a checkpoint (see :class:`_Checkpoints`) before a hot file runs, then runs
+    it with its own loader; leaves no trace of itself on the module."""
+
+    def __init__(self, loader: Any, name: str, path: str) -> None:
+        self.loader = loader
+        self.name = name
+        self.path = path
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        real = self.loader
+        while isinstance(real, (_HookedLoader, _CheckpointLoader)):
+            real = real.loader
+        module.__loader__ = real
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = real
+        points = _checkpoints
+        if points is not None:
+            # Returns in this process, and again (later, with the file as it is then)
+            # in every process forked from the checkpoint.
+            points.stop_at(self.name, self.path)
+        self.loader.exec_module(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+
+def thread_count() -> int:
+    """Threads of this process as the OS sees them (C threads included, on Linux)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def socket_count() -> int:
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return 0
+    count = 0
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def reseed() -> None:
+    """Give a forked child fresh random state, as a cold start would have had.
+
+    The standard library's ``random`` reseeds itself after fork; numpy's legacy
+    global generator does not.
+    """
+    np_random = sys.modules.get("numpy.random")
+    seed = getattr(np_random, "seed", None)
+    if callable(seed):
+        seed()
+
+
+def load_forkserver() -> Any:
+    """forkserver.py (next to this file), under a private name."""
+    name = "_relaunch_forkserver"
+    if name in sys.modules:
+        return sys.modules[name]
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(_HERE), "forkserver.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Checkpoints:
+    """Checkpoints: when the program is about to run a file edited this session (a hot
+    file), a copy of the process is parked there, and a reload forks that copy, which
+    goes on from exactly that import with the file as it is then.
+
+    This process forks K0, which forks K and exits: K is orphaned to the supervisor (a
+    subreaper), so the program never sees a child of its own. K leaves the program's
+    process group, closes the program's pipes, connects to the supervisor, says which
+    files ran before it (each with the mtime and size seen before it ran: what it holds),
+    and serves forks (forkserver.py). A process forked from K takes the new pipes and
+    returns into the import. Only in a process with no thread but this one (and
+    relaunch's control thread, started again after the fork) and no socket opened
+    since it started: a fork copies neither threads nor a connection's peer.
+    """
+
+    def __init__(self, channel: Channel, address: str, hot: list[str]) -> None:
+        self.channel = channel
+        self.address = address
+        self.hot = set(hot)
+        self.taken: set[str] = set()  # hot files this line of processes stopped at
+        # What a cold start makes anew and a fork would keep: the process id, random
+        # bytes and numbers read before a checkpoint. Once the program reads one, no
+        # checkpoint is parked after it (the new process must not hold the old's).
+        self.taint = ""
+        self.getpid = os.getpid  # relaunch's own reads do not count
+        self.random_state: Any = None
+        self._watch_identity()
+        # Only the process the supervisor runs: a worker the program forks is not a run.
+        self.pid = self.getpid()
+        ours = 1 if channel._listening else 0
+        self.threads = thread_count() - ours
+        self.sockets = socket_count()
+
+    def wants(self, path: str) -> bool:
+        return path in self.hot and path not in self.taken and self.getpid() == self.pid
+
+    def _watch_identity(self) -> None:
+        real_getpid, real_urandom = os.getpid, os.urandom
+        points = self
+
+        def getpid() -> int:
+            if not points.taint:
+                points.taint = _own_read("the program had read its process id")
+            return real_getpid()
+
+        def urandom(size: int) -> bytes:
+            if not points.taint:
+                points.taint = _own_read("the program had read random bytes")
+            return real_urandom(size)
+
+        getpid.__doc__, urandom.__doc__ = real_getpid.__doc__, real_urandom.__doc__
+        os.getpid, os.urandom = getpid, urandom  # type: ignore[assignment]
+        random = sys.modules.get("random")
+        if random is not None:
+            self.random_state = random.getstate()  # fresh: reseeded at the fork
+        else:
+            for finder in sys.meta_path:
+                if isinstance(finder, ReportingFinder):
+                    finder.hooks.setdefault("random", self._random_imported)
+
+    def _random_imported(self, module: Any) -> None:
+        self.random_state = module.getstate()
+
+    def _drew_random(self) -> bool:
+        random = sys.modules.get("random")
+        getstate = getattr(random, "getstate", None)
+        if not callable(getstate) or self.random_state is None:
+            return False
+        return bool(getstate() != self.random_state)
+
+    def unsafe(self) -> str | None:
+        if threading.current_thread() is not threading.main_thread():
+            return "the file was imported in a thread"
+        ours = 1 if self.channel._listening else 0
+        if threading.active_count() > 1 + ours or thread_count() > self.threads + ours:
+            return "the program had started a thread"
+        if socket_count() > self.sockets:
+            return "the program had opened a socket"
+        if not self.taint and self._drew_random():
+            self.taint = "the program had drawn random numbers"
+        return self.taint or None
+
+    def stop_at(self, name: str, path: str) -> None:
+        if not self.wants(path):
+            return
+        self.taken.add(path)
+        why = self.unsafe()
+        if why:
+            self._refuse(path, why)
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            try:
+                os.waitpid(pid, 0)  # K0, which exits at once
+            except ChildProcessError:
+                pass  # SIGCHLD ignored by the program: reaped already
+            return
+        try:
+            parked = os.fork()
+            if parked:
+                # Until K0 exits, K is not relaunch's child: have it known by then.
+                self._tell(f"parking {parked}\n", answer=True)
+                os._exit(0)
+            forked = self._park(path)
+        except BaseException:
+            os._exit(1)
+        if forked is None:
+            os._exit(0)
+        self._go_on(name, path, *forked)
+
+    def _refuse(self, path: str, why: str) -> None:
+        """Tell the supervisor why there is no checkpoint here (it says so at -v)."""
+        message = {"ev": "refused", "pid": self.getpid(), "file": path, "why": why}
+        self._tell(_json(message) + "\n")
+
+    def _tell(self, line: str, *, answer: bool = False) -> None:
+        """One line to the supervisor's checkpoint socket; with ``answer``, wait for its."""
+        had = "_socket" in sys.modules
+        import _socket
+
+        try:
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            try:
+                sock.settimeout(5.0)
+                sock.connect(self.address)
+                sock.sendall(line.encode("utf-8"))
+                if answer:
+                    sock.recv(16)
+            finally:
+                sock.close()
+        except OSError:
+            pass
+        if not had:
+            sys.modules.pop("_socket", None)  # as a cold start would have it
+
+    def _executed(self, hot: str) -> list[list[Any]]:
+        """Every file that ran before the checkpoint, in import order, with (mtime, size)
+        as the program saw it: the finder's reports, then what came loaded (the zygote's
+        preloaded modules, the main script)."""
+        files = [[p, *seen] for p, seen in self.channel.seen.items() if p != hot]
+        known = set(self.channel.seen)
+        known.add(hot)
+        for module in list(sys.modules.values()):
+            path = getattr(module, "__file__", None)
+            if isinstance(path, str):
+                full = os.path.abspath(path)
+                if full not in known:
+                    known.add(full)
+                    files.append([full, *_seen(full)])
+        return files
+
+    def _park(self, path: str) -> Any:
+        """In K: serve forks; returns in each process forked from it, never in K."""
+        os.setpgid(0, 0)  # a stop of the program's group must not reach it
+        for fd in (self.channel.write_fd, self.channel.read_fd):
+            try:
+                os.close(fd)  # the supervisor sees the program's pipes close with it
+            except OSError:
+                pass
+        before = set(sys.modules)
+        files = self._executed(path)
+        forkserver = load_forkserver()
+        import gc
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.address)
+        server = forkserver.ForkServer(sock)
+        server.send({"ev": "checkpoint", "pid": self.getpid(), "file": path, "files": files})
+        # A collection in a fork would touch, and so copy, every page it shares with K.
+        gc.freeze()
+        forked = server.serve()
+        if forked is not None:
+            for name in set(sys.modules) - before:
+                del sys.modules[name]  # relaunch's, not the program's
+        return forked
+
+    def _go_on(self, name: str, path: str, message: Any, report_w: int, control_r: int) -> None:
+        """In a process forked from K: become the new run of the program."""
+        channel = self.channel
+        self.pid = self.getpid()
+        for fd in (report_w, control_r):
+            os.set_inheritable(fd, False)
+        channel.write_fd, channel.read_fd = report_w, control_r
+        channel._lock = threading.Lock()
+        hot = message.get("hot") if isinstance(message, dict) else None
+        if isinstance(hot, list):
+            self.hot = {h for h in hot if isinstance(h, str)}
+        listening, channel._listening = channel._listening, False
+        if listening:
+            channel._start_listening()
+        # What the program asked of the supervisor before the checkpoint, asked again:
+        # this is a new run to it.
+        if channel.hooks:
+            channel.send({"t": "hooks"})
+        if channel.judge is not None:
+            channel.send({"t": "changes"})
+        reseed()
+        random = sys.modules.get("random")
+        if random is not None:
+            # Reseeded at the fork: what this process draws from now on is its own.
+            self.random_state = random.getstate()
+        # A cold start would see modules created since the checkpoint was parked.
+        for finder in list(sys.meta_path):
+            invalidate = getattr(finder, "invalidate_caches", None)
+            if callable(invalidate):
+                invalidate()
+        channel.reported.discard(path)
+        channel.report_module(name, path)  # with what it sees of the file now
+        channel.send({"t": "running"})
+
+
+def _own_read(what: str) -> str:
+    """``what (in FILE)`` when the module whose import is running is the program's own
+    (the innermost module-level frame); "" for one of the standard library's or a
+    package's: their import-time state is the zygote's in every warm start already
+    (multiprocessing's authentication key)."""
+    frame: Any = sys._getframe(2)
+    while frame is not None and frame.f_code.co_name != "<module>":
+        frame = frame.f_back
+    if frame is None:
+        return ""
+    filename = os.path.abspath(frame.f_code.co_filename)
+    installed = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    places = (*(p.rstrip(os.sep) + os.sep for p in installed), _RELAUNCH_DIR)
+    if frame.f_code.co_filename.startswith("<") or filename.startswith(places):
+        return ""
+    return f"{what} (in {os.path.basename(filename)})"
+
+
+_checkpoints: _Checkpoints | None = None
+
+
+def enable_checkpoints(channel: Channel, address: str, hot: list[str]) -> None:
+    """Park a checkpoint before each of the ``hot`` files this process runs."""
+    global _checkpoints
+    _checkpoints = _Checkpoints(channel, address, hot) if address and hot else None
 
 
 def _run_hook(hook: Callable[[Any], None], module: Any) -> None:
@@ -674,6 +1027,8 @@ def main() -> None:
     mode, target, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     channel = _channel_from_env()
     install(channel)
+    hot = [h for h in os.environ.pop(HOT_ENV, "").split(os.pathsep) if h]
+    enable_checkpoints(channel, os.environ.pop(CHECKPOINTS_ENV, ""), hot)
     prepare(mode, target, args)
     status = execute(channel, mode, target)
     if status:

@@ -10,13 +10,15 @@ JSON lines on the socket:
   Answers ``{"ev": "loaded", ...}`` with every module file now loaded, or
   ``{"ev": "unsafe", "module": name, "why": ...}`` and exits: a rebuild must
   leave that module out.
-* ``{"op": "fork"}`` with two file descriptors attached (the child's report and
-  control pipes): fork a child that runs the program from the top, as the
-  bootstrap would. Answers ``{"ev": "forked", "pid": N}``.
+* ``{"op": "fork", "hot": [...]}`` with two file descriptors attached (the child's
+  report and control pipes): fork a child that runs the program from the top, as
+  the bootstrap would, told the files edited so far (where it parks checkpoints).
+  Answers ``{"ev": "forked", "pid": N}``.
 * It reports ``{"ev": "exit", "pid": N, "status": S}`` when a child it forked exits.
 
-It exits when the socket closes. Single-threaded on purpose: a fork copies only the
-calling thread. Standard library only, like the bootstrap (which it loads by path).
+The fork loop is forkserver.py's, shared with checkpoints. It exits when the socket
+closes. Standard library only, like the bootstrap (which it loads by path, and which
+loads forkserver.py).
 """
 
 from __future__ import annotations
@@ -24,10 +26,7 @@ from __future__ import annotations
 import gc
 import importlib
 import importlib.util
-import json
 import os
-import selectors
-import signal
 import socket
 import sys
 import threading
@@ -52,14 +51,10 @@ def _load_bootstrap() -> Any:
 
 
 bootstrap = _load_bootstrap()
-
-
-def thread_count() -> int:
-    """Threads of this process as the OS sees them (C threads included, on Linux)."""
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
+forkserver = bootstrap.load_forkserver()
+thread_count = bootstrap.thread_count
+socket_count = bootstrap.socket_count
+reseed = bootstrap.reseed
 
 
 def fork_aware_native_threads(python_threads: int) -> bool:
@@ -79,40 +74,17 @@ def fork_aware_native_threads(python_threads: int) -> bool:
     return "openblas" in str(blas.get("name", "")).lower()
 
 
-def socket_count() -> int:
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return 0
-    count = 0
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
-                count += 1
-        except OSError:
-            continue
-    return count
-
-
 class Zygote:
-    def __init__(self, sock: socket.socket, mode: str, target: str) -> None:
-        self.sock = sock
+    def __init__(self, sock: socket.socket, mode: str, target: str, checkpoints: str) -> None:
+        self.server = forkserver.ForkServer(sock, self.handle)
+        self.send = self.server.send
         self.mode = mode
         self.target = target
-        self.buffer = b""
-        self.pending_fds: list[int] = []
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_w, False)
+        self.checkpoints = checkpoints  # where a child parks its checkpoints ("": none)
         self.threads = thread_count()
         self.python_threads = threading.active_count()
         self.sockets = socket_count()
         self.loaded: set[str] = set()  # files of the modules preloaded so far
-
-    def send(self, message: dict[str, Any]) -> None:
-        try:
-            self.sock.sendall((json.dumps(message) + "\n").encode())
-        except OSError:
-            raise SystemExit(0) from None  # the supervisor is gone: so is the zygote
 
     # -- preloading ----------------------------------------------------------------
 
@@ -135,7 +107,7 @@ class Zygote:
                 raise SystemExit(0)
             # A child forked earlier may be exiting meanwhile: the supervisor waits for
             # its exit report, so do not hold it until the whole preload is done.
-            self.reap()
+            self.server.reap()
         # Move everything loaded so far out of the collector's reach: a collection in a
         # child would otherwise touch, and so copy, every page the fork shares.
         gc.collect()
@@ -166,109 +138,30 @@ class Zygote:
             return "it opened a socket"
         return None
 
-    # -- forking -----------------------------------------------------------------------
+    def handle(self, message: dict[str, Any]) -> None:
+        if message.get("op") == "preload" and isinstance(message.get("modules"), list):
+            self.preload([m for m in message["modules"] if isinstance(m, str)])
 
-    def fork(self, fds: list[int]) -> None:
-        if len(fds) != 2:
-            for fd in fds:
-                os.close(fd)
-            self.send({"ev": "error", "why": "fork needs two descriptors"})
-            return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            self.become_child(fds[0], fds[1])  # never returns
-        # The child makes its own group too, but may not have run yet: made here as well,
-        # the group exists before the supervisor hears the pid, so a stop sent at once
-        # reaches it. EACCES/ESRCH: the child has moved on or already exited.
-        try:
-            os.setpgid(pid, pid)
-        except OSError:
-            pass
-        for fd in fds:
-            os.close(fd)
-        self.send({"ev": "forked", "pid": pid})
+    def serve(self) -> None:
+        forked = self.server.serve()
+        if forked is not None:
+            self.become_child(*forked)  # never returns
 
-    def become_child(self, report_w: int, control_r: int) -> None:
-        """In the forked child: drop the zygote's state, then run the program."""
-        os.setpgid(0, 0)
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        self.sock.close()
-        os.close(self.wake_r)
-        os.close(self.wake_w)
-        _reseed()
+    def become_child(self, message: dict[str, Any], report_w: int, control_r: int) -> None:
+        """In the forked child: the server's state is gone; run the program."""
+        reseed()
         channel = bootstrap.Channel(report_w, control_r)
         # The supervisor knows the preloaded files from the "loaded" answer.
         channel.reported.update(self.loaded)
         bootstrap.install(channel, report_loaded=False)
+        hot = message.get("hot")
+        if self.checkpoints and isinstance(hot, list):
+            bootstrap.enable_checkpoints(
+                channel, self.checkpoints, [h for h in hot if isinstance(h, str)]
+            )
         status = bootstrap.execute(channel, self.mode, self.target)
         # Unwind to the interpreter's own exit: atexit handlers, thread joins, flushing.
         raise SystemExit(status)
-
-    def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            self.send({"ev": "exit", "pid": pid, "status": status})
-
-    # -- the loop ------------------------------------------------------------------------
-
-    def handle(self, line: bytes) -> None:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            return
-        op = message.get("op") if isinstance(message, dict) else None
-        fds, self.pending_fds = self.pending_fds, []
-        if op == "fork":
-            self.fork(fds)
-            return
-        for fd in fds:
-            os.close(fd)
-        if op == "preload" and isinstance(message.get("modules"), list):
-            self.preload([m for m in message["modules"] if isinstance(m, str)])
-
-    def serve(self) -> None:
-        signal.set_wakeup_fd(self.wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        selector = selectors.DefaultSelector()
-        selector.register(self.sock, selectors.EVENT_READ)
-        selector.register(self.wake_r, selectors.EVENT_READ)
-        while True:
-            for key, _ in selector.select():
-                if key.fileobj is self.sock:
-                    data, fds, _flags, _addr = socket.recv_fds(self.sock, 1 << 16, 8)
-                    if not data:
-                        return  # the supervisor is gone
-                    self.pending_fds.extend(fds)
-                    self.buffer += data
-                    while b"\n" in self.buffer:
-                        line, self.buffer = self.buffer.split(b"\n", 1)
-                        self.handle(line)
-                else:
-                    try:
-                        os.read(self.wake_r, 4096)
-                    except BlockingIOError:
-                        pass
-                    self.reap()
-
-
-def _reseed() -> None:
-    """Give the child fresh random state, as a cold start would have had.
-
-    The standard library's ``random`` reseeds itself after fork; numpy's legacy
-    global generator does not.
-    """
-    np_random = sys.modules.get("numpy.random")
-    seed = getattr(np_random, "seed", None)
-    if callable(seed):
-        seed()
 
 
 def main() -> None:
@@ -277,10 +170,12 @@ def main() -> None:
         raise SystemExit(2)
     mode, target, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     fd = int(os.environ.pop("_RELAUNCH_ZYGOTE_FD"))
+    checkpoints = os.environ.pop(bootstrap.CHECKPOINTS_ENV, "")
+    os.environ.pop(bootstrap.HOT_ENV, None)  # each fork is told the files edited by then
     sock = socket.socket(fileno=fd)
     sock.set_inheritable(False)
     bootstrap.prepare(mode, target, args, entry=__file__)
-    Zygote(sock, mode, target).serve()
+    Zygote(sock, mode, target, checkpoints).serve()
 
 
 if __name__ == "__main__":

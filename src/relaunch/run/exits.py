@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from .backoff import Backoff
 from .drivers import Handled, NotReloaded
@@ -39,10 +39,14 @@ SHORT_RUN = 1.0
 
 
 class UpReport:
-    """The reload whose new process is not up yet: (number, why, since)."""
+    """The reload whose new process is not up yet: (number, why, since).
 
-    def __init__(self) -> None:
+    ``how()``: what the line adds about how the new process started (what a checkpoint
+    kept), "" for nothing."""
+
+    def __init__(self, how: Callable[[], str] | None = None) -> None:
         self.pending: tuple[int, str, float] | None = None
+        self.how = how
 
     def expect(self, number: int, why: str, since: float) -> None:
         if self.pending is not None:
@@ -60,6 +64,8 @@ class UpReport:
         number, why, since = self.pending
         self.pending = None
         took = (time.monotonic() - since) * 1000
+        how = self.how() if self.how is not None else ""
+        why += f"; {how}" if how else ""
         log.info("reload #%d: %s; new process up in %.0f ms", number, why, took)
 
     def drop(self) -> None:

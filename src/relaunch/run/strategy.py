@@ -4,20 +4,21 @@ The supervisor asks its strategy which process to fork the next child from
 (:meth:`RestartStrategy.forker`; None: spawn a new interpreter) and tells it what
 happens (a child started, the modules it imported, paths that changed, a release
 swap, a message from a zygote). The implementations live in :mod:`relaunch.run.warm`
-(``Cold``, ``Warm``); the subcommand chooses one with :func:`restart_strategy`, and
-the supervisor builds it once it knows the program's interpreter (what a strategy is
-built from, :class:`StrategyEnv`, is known only then). All methods run on the
-supervisor's thread.
+(``Cold``, ``Warm``) and :mod:`relaunch.run.checkpoints` (``Checkpointing``); the
+subcommand chooses one with :func:`restart_strategy`, and the supervisor builds it
+once it knows the program's interpreter (what a strategy is built from,
+:class:`StrategyEnv`, is known only then). All methods run on the supervisor's thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..command import PythonInvocation
 from ..watch.watchset import WatchSet
+from .checkpoints import Checkpointing
 from .child import Forker
 from .warm import Cold, Warm
 
@@ -52,6 +53,13 @@ class RestartStrategy(Protocol):
     def watch_dirs(self) -> set[str]:
         """Folders whose changes matter to the strategy, watched beside the program's."""
 
+    def files_changed(self, paths: Sequence[str]) -> None:
+        """These watched files changed (a settled batch, about to restart the program)."""
+
+    def started_how(self, *, ran_known: bool) -> str:
+        """What the reload line adds about how the new process started ("": nothing);
+        ``ran_known``: it is up once it has loaded (serve), not once it started."""
+
     def pids(self) -> set[int]:
         """Every helper process the strategy keeps running (never a stray to kill)."""
 
@@ -78,14 +86,15 @@ StrategyFactory = Callable[[StrategyEnv], RestartStrategy]
 
 
 def restart_strategy(mode: str, *, no_preload: Iterable[str] = ()) -> StrategyFactory:
-    """The strategy for ``--restart`` (``cold`` or ``warm``, already resolved for the
-    platform); ``no_preload``: modules a warm start must never preload."""
+    """The strategy for ``--restart`` (``cold``, ``warm`` or ``checkpoint``, already
+    resolved for the platform); ``no_preload``: modules a warm start must never preload."""
     deny = tuple(no_preload)
 
     def build(env: StrategyEnv) -> RestartStrategy:
-        if mode != "warm" or env.python is None:
+        if mode not in ("warm", "checkpoint") or env.python is None:
             return Cold()
-        return Warm(
+        kind = Checkpointing if mode == "checkpoint" else Warm
+        return kind(
             env.python,
             env.watchset,
             executable=env.executable,

@@ -128,7 +128,7 @@ class Supervisor:
         self.run_token = secrets.token_hex(8)
         self.extra_env = {**(extra_env or {}), "_RELAUNCH_RUN": self.run_token}
         self._failed_files: set[str] = set()
-        self.up = UpReport()
+        self.up = UpReport(lambda: self.strategy.started_how(ran_known=self.frontend is not None))
         self.clean_exits = CleanExits(options.on_exit)
         self._restart_at: float | None = None
         self.requests = ReloadRequests()
@@ -225,6 +225,7 @@ class Supervisor:
         ):
             log.info("%s changed: pages refreshed, no restart needed", names(changed))
         elif changed:
+            self.strategy.files_changed(changed)
             drop_bytecode(changed)
             self._restart(f"{names(changed)} changed", batch.first_event, changed)
         else:

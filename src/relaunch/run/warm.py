@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..command import PythonInvocation
 from ..pycache import drop_bytecode
 from ..watch.watchset import WatchSet
 from .preload import is_package_change, preload_candidates, should_rebuild
-from .zygote import ZygoteClient
+from .zygote import ForkClient, ZygoteClient
 
 __all__ = ["Cold", "Warm"]
 
@@ -44,7 +44,7 @@ class Cold:
 
     name = "cold"
 
-    def forker(self) -> ZygoteClient | None:
+    def forker(self) -> ForkClient | None:
         return None
 
     def child_started(self) -> None:
@@ -62,6 +62,9 @@ class Cold:
     def paths_changed(self, paths: Iterable[str]) -> None:
         pass
 
+    def files_changed(self, paths: Sequence[str]) -> None:
+        """These watched files changed (a settled batch, about to restart the program)."""
+
     def release_switched(self) -> None:
         """The program now runs from another folder (a deploy swapped a symlink)."""
 
@@ -74,6 +77,10 @@ class Cold:
     def pids(self) -> set[int]:
         """The helper processes this strategy keeps running."""
         return set()
+
+    def started_how(self, *, ran_known: bool) -> str:
+        """What the reload line adds about how the new process started ("": nothing)."""
+        return ""
 
     def close(self) -> None:
         pass
@@ -121,7 +128,7 @@ class Warm(Cold):
 
     # -- the supervisor's questions --------------------------------------------------
 
-    def forker(self) -> ZygoteClient | None:
+    def forker(self) -> ForkClient | None:
         zygote = self.zygote
         return zygote if zygote is not None and zygote.ready else None
 

@@ -1,10 +1,12 @@
 """The supervisor's handle on the zygote (see zygote_server.py for the other side).
 
 A :class:`ZygoteClient` starts the zygote process, asks it to preload modules, and
-forks warm children from it. A reader thread turns the zygote's messages into
-events for the supervisor (``("zygote", client, message)``) and reports the exit
-of each forked child to its :class:`~relaunch.run.child.Child`. If the zygote dies
-(or is discarded), the children it forked are waited for, and reaped, by relaunch.
+forks warm children from it; its base :class:`ForkClient` also drives checkpoints
+(run/checkpoints.py), which speak the same protocol. A reader thread turns the
+zygote's messages into events for the supervisor (``("zygote", client, message)``)
+and reports the exit of each forked child to its :class:`~relaunch.run.child.Child`.
+If the zygote dies (or is discarded), the children it forked are waited for, and
+reaped, by relaunch.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .. import oslayer
 from ..command import PythonInvocation
 from .child import Child
 
-__all__ = ["ZYGOTE_SERVER", "ZygoteClient"]
+__all__ = ["ZYGOTE_SERVER", "ForkClient", "ZygoteClient"]
 
 log = logging.getLogger(__name__)
 
@@ -34,48 +36,32 @@ FORK_TIMEOUT = 5.0
 MAX_MESSAGE = 16 << 20
 
 
-class ZygoteClient:
-    def __init__(
-        self,
-        python: PythonInvocation,
-        *,
-        executable: str | None,
-        on_event: Callable[[tuple[Any, ...]], None],
-        stdin_to_child: bool,
-        extra_env: dict[str, str],
-        pass_fds: tuple[int, ...] = (),
-    ) -> None:
+class ForkClient:
+    """The supervisor's end of a fork server's socket (forkserver.py): the zygote, or a
+    checkpoint. Forks children from it; a reader thread turns its messages into events
+    (``("zygote", client, message)``) and reports each forked child's exit to its
+    :class:`~relaunch.run.child.Child`. When the socket closes, the children it forked
+    are waited for, and reaped, by relaunch."""
+
+    def __init__(self, sock: socket.socket, on_event: Callable[[tuple[Any, ...]], None]) -> None:
+        self.sock = sock
         self.on_event = on_event
         self.children: dict[int, Child] = {}
         self.lock = threading.Lock()
         self.forked: dict[str, Any] | None = None
         self._forking: Child | None = None  # the child a fork request is for
         self.fork_done = threading.Condition(self.lock)
-        self.busy = True  # until the first preload answers
-        self.files: frozenset[str] = frozenset()
-        self.modules: set[str] = set()
+        self.busy = False
         self.alive = True
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock = ours
-        env = dict(os.environ, **extra_env, _RELAUNCH_ZYGOTE_FD=str(theirs.fileno()))
-        interpreter = executable or python.interpreter
-        argv = [interpreter, *python.flags, ZYGOTE_SERVER, python.mode, python.target, *python.args]
-        try:
-            self.proc = subprocess.Popen(
-                argv,
-                env=env,
-                pass_fds=(theirs.fileno(), *pass_fds),
-                stdin=None if stdin_to_child else subprocess.DEVNULL,
-                **oslayer.popen_group_kwargs(die_with_parent=True),
-            )
-        finally:
-            theirs.close()
+        # The files edited this session, told to each child it forks (where to park
+        # checkpoints). Set by the strategy.
+        self.hot: list[str] = []
+        self.last_pid: int | None = None  # of the last child forked
+        self.thread: threading.Thread | None = None
+
+    def _start_reading(self) -> None:
         self.thread = threading.Thread(target=self._read, name="relaunch-zygote", daemon=True)
         self.thread.start()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     @property
     def ready(self) -> bool:
@@ -88,24 +74,15 @@ class ZygoteClient:
         else:
             self.sock.sendall(data)
 
-    def preload(self, modules: Sequence[str]) -> None:
-        """Ask the zygote to import these (in order); it answers with a "loaded" event."""
-        self.busy = True
-        self.modules.update(modules)
-        try:
-            self._send({"op": "preload", "modules": list(modules)})
-        except OSError:
-            self.alive = False
-
     def fork(self, child: Child, fds: tuple[int, int]) -> int:
-        """Fork a warm child; returns its pid. Raises OSError if the zygote cannot."""
+        """Fork a child; returns its pid. Raises OSError if the fork server cannot."""
         with self.lock:
             if not self.ready:
-                raise OSError("the zygote is not ready")
+                raise OSError("the fork server is not ready")
             self.forked = None
             self._forking = child
             try:
-                self._send({"op": "fork"}, fds)
+                self._send({"op": "fork", "hot": list(self.hot)}, fds)
             except OSError:
                 self.alive = False
                 raise
@@ -114,13 +91,14 @@ class ZygoteClient:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.busy = True  # an answer may still come: not safe to use
-                    raise OSError("the zygote did not answer")
+                    raise OSError("the fork server did not answer")
                 self.fork_done.wait(left)
             reply, self.forked = self.forked, None
             self._forking = None
             if reply is None:
-                raise OSError("the zygote died")
-            return int(reply["pid"])
+                raise OSError("the fork server died")
+            self.last_pid = int(reply["pid"])
+            return self.last_pid
 
     def _read(self) -> None:
         buffer = b""
@@ -170,7 +148,70 @@ class ZygoteClient:
                 child = self.children.pop(message["pid"], None)
             if child is not None and isinstance(message.get("status"), int):
                 child.mark_exited(os.waitstatus_to_exitcode(message["status"]))
-        elif event == "loaded":
+        else:
+            self._other(message)
+
+    def _other(self, message: dict[str, Any]) -> None:
+        """Any other message of the fork server."""
+
+    def _hang_up(self) -> None:
+        self.alive = False
+        try:
+            # shutdown() first: close() alone neither wakes the reader thread blocked in
+            # recv() nor, while that recv holds the socket, tells the server (no EOF).
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class ZygoteClient(ForkClient):
+    def __init__(
+        self,
+        python: PythonInvocation,
+        *,
+        executable: str | None,
+        on_event: Callable[[tuple[Any, ...]], None],
+        stdin_to_child: bool,
+        extra_env: dict[str, str],
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        super().__init__(ours, on_event)
+        self.busy = True  # until the first preload answers
+        self.files: frozenset[str] = frozenset()
+        self.modules: set[str] = set()
+        env = dict(os.environ, **extra_env, _RELAUNCH_ZYGOTE_FD=str(theirs.fileno()))
+        interpreter = executable or python.interpreter
+        argv = [interpreter, *python.flags, ZYGOTE_SERVER, python.mode, python.target, *python.args]
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                pass_fds=(theirs.fileno(), *pass_fds),
+                stdin=None if stdin_to_child else subprocess.DEVNULL,
+                **oslayer.popen_group_kwargs(die_with_parent=True),
+            )
+        finally:
+            theirs.close()
+        self._start_reading()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def preload(self, modules: Sequence[str]) -> None:
+        """Ask the zygote to import these (in order); it answers with a "loaded" event."""
+        self.busy = True
+        self.modules.update(modules)
+        try:
+            self._send({"op": "preload", "modules": list(modules)})
+        except OSError:
+            self.alive = False
+
+    def _other(self, message: dict[str, Any]) -> None:
+        event = message.get("ev")
+        if event == "loaded":
             files = message.get("files")
             if isinstance(files, list):
                 self.files = frozenset(f for f in files if isinstance(f, str))
@@ -181,15 +222,9 @@ class ZygoteClient:
 
     def close(self) -> None:
         """Stop the zygote (the children it forked are stopped by the supervisor)."""
-        self.alive = False
-        try:
-            # shutdown() first: close() alone neither wakes the reader thread blocked in
-            # recv() nor, while that recv holds the socket, tells the zygote (no EOF).
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        if self.busy:
+        busy = self.busy
+        self._hang_up()
+        if busy:
             # Mid-preload it reads the socket (and sees the EOF) only once every import is
             # done: seconds for a large library, and the supervisor's thread waits here.
             self.proc.kill()

@@ -106,12 +106,13 @@ def _explain(paths: Sequence[str], watchset: WatchSet, command: Command | None) 
 
 
 def resolve_restart(choice: str, command: Command) -> str:
-    """Warm or cold restarts for this command: warm needs a Python program and fork()."""
+    """Checkpoint, warm or cold restarts for this command: the first two need a Python
+    program and fork()."""
     if command.python is None:
         return "cold"
     if choice == "auto":
-        return "warm" if oslayer.IS_LINUX else "cold"
-    if choice == "warm" and not oslayer.CAN_FORK:
+        return "checkpoint" if oslayer.IS_LINUX else "cold"
+    if choice in ("warm", "checkpoint") and not oslayer.CAN_FORK:
         log.warning("warm restarts need fork(), which this platform lacks: restarting cold")
         return "cold"
     return choice

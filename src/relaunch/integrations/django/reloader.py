@@ -61,7 +61,23 @@ def install() -> None:
 
 
 def get_reloader() -> RelaunchReloader:
+    if relaunch.is_child():
+        _load_urlconf_in_main_thread()
     return RelaunchReloader()
+
+
+def _load_urlconf_in_main_thread() -> None:
+    """Import the URLconf (so the views) here, in the main thread, before runserver
+    starts the thread that serves: Django's checks would import it in that thread, where
+    no checkpoint can be parked (a fork copies one thread). The apps are ready (the
+    command runs after django.setup()). A failure is left to Django's own checks, which
+    import the URLconf again and report it as runserver does."""
+    from .devserver import load_urlconf
+
+    try:
+        load_urlconf()
+    except Exception:
+        log.debug("the URLconf did not load before runserver's checks", exc_info=True)
 
 
 def _verbosity(args: Sequence[str]) -> int | None:
