@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 
 import pytest
 
-from relaunch.run.checkpoints import (
+from relaunch.run.checkpoint_rules import (
     MAX_CHECKPOINTS,
     Checkpoint,
     admit,
