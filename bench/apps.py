@@ -10,7 +10,7 @@ Every app directory holds the same entry points, so any reloader can serve any a
   server with ``autoreload=True``; ``serve_waitress.py`` / ``serve_werkzeug.py``: scripts
   serving ``app:app`` on the port given as argv[1] (or ``$BENCH_PORT``).
 
-Each entry point appends one line to ``$BENCH_START_LOG`` when it is imported, so the
+The edited file appends one line to ``$BENCH_START_LOG`` when it is imported, so the
 benchmark can count (re)starts. That file lives outside the app directory, so writing it
 never triggers a reload.
 """
@@ -70,7 +70,17 @@ CHECKOUT_APP = AppSpec(
     f"small app importing a {PAGES_MODULES}-module pages/ package, for the git checkout test",
 )
 
-_START_LOG_SNIPPET = """\
+_IMPORTS_SNIPPET = """\
+import os as _os
+import sys as _sys
+"""
+
+# Written at the top of the edited file, which every new process of the app runs (a
+# restart by any reloader, or a fork that kept the modules imported before it): each
+# start is one line. In an entry point it would miss the forks that keep the entry
+# point's module, and, read at import before the edited file, the pid would keep
+# relaunch from parking a checkpoint there (a fork would keep the value read).
+_START_LOG = """\
 import os as _os
 import sys as _sys
 
@@ -87,7 +97,7 @@ def _port() -> int:
 _ENTRY_POINTS: dict[str, str] = {
     "app.py": f'''\
 """WSGI app: GET / returns msg.VALUE."""
-{_START_LOG_SNIPPET}
+{_IMPORTS_SNIPPET}
 import deps  # noqa: F401  (the heavy imports of this app)
 import msg
 
@@ -99,7 +109,7 @@ def app(environ, start_response):
 ''',
     "asgi_app.py": f'''\
 """ASGI app: GET / returns msg.VALUE."""
-{_START_LOG_SNIPPET}
+{_IMPORTS_SNIPPET}
 import deps  # noqa: F401
 import msg
 
@@ -114,7 +124,7 @@ async def app(scope, receive, send):
 ''',
     "tornado_app.py": f'''\
 """Tornado app with autoreload=True: GET / returns msg.VALUE."""
-{_START_LOG_SNIPPET}
+{_IMPORTS_SNIPPET}
 import asyncio
 
 import tornado.web
@@ -217,7 +227,7 @@ APPS: dict[str, AppSpec] = {
 def write_value(spec: AppSpec, app_dir: Path, value: str) -> None:
     """Rewrite the app's edited file in place, the way a plain (non-atomic) editor save does."""
     with open(app_dir / spec.edited, "w") as f:
-        f.write(spec.render(value))
+        f.write(_START_LOG + spec.render(value))
 
 
 def app_has(spec: AppSpec, name: str) -> bool:

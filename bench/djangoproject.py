@@ -36,7 +36,7 @@ __all__ = [
     "views_source",
 ]
 
-VERSION = "2"  # bump when the generated code changes, to regenerate the cached project
+VERSION = "3"  # bump when the generated code changes, to regenerate the cached project
 
 APP_NAMES = (
     "catalog",
@@ -99,13 +99,8 @@ DESCRIPTION = (
     f"the edited file is {EDITED}"
 )
 
-_START_LOG = """\
+_IMPORTS = """\
 import os as _os
-import sys as _sys
-
-if _os.environ.get("BENCH_START_LOG"):
-    with open(_os.environ["BENCH_START_LOG"], "a") as _log:
-        _log.write(f"{_os.getpid()} {__name__} {' '.join(_sys.argv)}\\n")
 """
 
 
@@ -115,8 +110,8 @@ def entry_points(plain: dict[str, str]) -> dict[str, str]:
     ``app.py`` and ``asgi_app.py`` are the project's own applications under the names
     the generic rows serve (``app:app``), so gunicorn, werkzeug and hupper run on it
     unchanged. There is no ``tornado_app.py``: a Django project is no tornado app.
-    The start is logged by ``mysite/wsgi.py`` and ``mysite/asgi.py``, which runserver
-    imports too.
+    Each start is logged by the edited views.py (apps.write_value), which every new
+    server process runs, runserver's included.
     """
     return {
         "app.py": '"""The project\'s WSGI application as app:app."""\n'
@@ -261,7 +256,7 @@ if __name__ == "__main__":
 
 _WSGI = f'''\
 """WSGI config for mysite."""
-{_START_LOG}
+{_IMPORTS}
 from django.core.wsgi import get_wsgi_application
 
 _os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
@@ -271,7 +266,7 @@ application = get_wsgi_application()
 
 _ASGI = f'''\
 """ASGI config for mysite."""
-{_START_LOG}
+{_IMPORTS}
 from django.core.asgi import get_asgi_application
 
 _os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")

@@ -47,6 +47,7 @@ def _relaunch_run(restart: str) -> Reloader:
 RELOADERS: dict[str, Reloader] = {
     r.name: r
     for r in (
+        _relaunch_run("checkpoint"),
         _relaunch_run("warm"),
         _relaunch_run("cold"),
         Reloader(
