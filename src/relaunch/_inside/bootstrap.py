@@ -94,6 +94,7 @@ class Channel:
         self._listening = False
         self._lock = threading.Lock()
         self.reported: set[str] = set()
+        self.reported_missing: set[str] = set()  # places of modules an import did not find
         # Each file reported, in import order, with the (mtime, size) seen before it ran.
         self.seen: dict[str, list[int]] = {}
 
@@ -132,8 +133,9 @@ class Channel:
         """An import found no module ``name``: watch where it would be, were it created
         (a cold start then imports it)."""
         places = _missing_places(name, sys.path if search is None else search)
-        places = [p for p in places if p[1] not in self.reported]
-        self.reported.update(p[1] for p in places)
+        # Apart from ``reported``: one created and then imported is reported as it runs.
+        places = [p for p in places if p[1] not in self.reported_missing]
+        self.reported_missing.update(p[1] for p in places)
         self.send_paths("mods", places)
 
     def report_loaded(self) -> None:
