@@ -6,6 +6,7 @@ wait is for a line, a response or a process state, and is bounded.
 
 from __future__ import annotations
 
+import http.client
 import re
 import socket
 import subprocess
@@ -46,11 +47,12 @@ def free_port() -> int:
 
 
 def get(port: int, path: str = "/") -> str | None:
-    """The response body, or None while nothing answers."""
+    """The response body, or None while nothing answers in full (runserver holds no
+    socket across a restart: a response it was writing when stopped is cut short)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
             return str(response.read().decode())
-    except (OSError, urllib.error.URLError):
+    except (OSError, urllib.error.URLError, http.client.HTTPException):
         return None
 
 
