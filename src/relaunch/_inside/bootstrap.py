@@ -425,17 +425,28 @@ class _Checkpoints:
     def wants(self, path: str) -> bool:
         return path in self.hot and path not in self.taken and self.getpid() == self.pid
 
+    def watching(self) -> bool:
+        """Whether a read of the pid or of random bytes may still taint a checkpoint to
+        come: none yet, a hot file still to stop at, and in the main thread (a read in
+        another thread has no module-level frame: _own_read finds it is not an import's).
+        Otherwise the wrappers skip the stack walk (logging reads the pid per record)."""
+        return (
+            not self.taint
+            and not self.hot <= self.taken
+            and threading.current_thread() is threading.main_thread()
+        )
+
     def _watch_identity(self) -> None:
         real_getpid, real_urandom = os.getpid, os.urandom
         points = self
 
         def getpid() -> int:
-            if not points.taint:
+            if points.watching():
                 points.taint = _own_read("the program had read its process id")
             return real_getpid()
 
         def urandom(size: int) -> bytes:
-            if not points.taint:
+            if points.watching():
                 points.taint = _own_read("the program had read random bytes")
             return real_urandom(size)
 
