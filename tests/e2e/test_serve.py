@@ -177,6 +177,50 @@ def test_request_in_flight_during_reload_completes(site: Path, relaunch: Start) 
     wait_body(port, "<h1>two</h1>")
 
 
+BARRIER_APP = """\
+import threading
+import msg
+
+# Answers /wait only once 4 requests are in it at once: 4 threads must be serving.
+together = threading.Barrier(4)
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/wait":
+        together.wait(timeout=20)
+    body = msg.VALUE.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def four_at_once(port: int) -> list[tuple[int, str]]:
+    results: list[tuple[int, str]] = []
+    clients = [
+        threading.Thread(target=lambda: results.append(get(port, "/wait", timeout=40)))
+        for _ in range(4)
+    ]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join(timeout=60)
+    return results
+
+
+def test_every_thread_of_the_pool_serves_also_after_reloads(tmp_path: Path, relaunch: Start) -> None:
+    """The worker starts with one waitress thread and grows its pool once serving (each
+    thread start is on the way to the first response): all --threads must serve, in
+    the first process and in the ones reloads start (forked from a checkpoint)."""
+    (tmp_path / "app.py").write_text(BARRIER_APP)
+    (tmp_path / "msg.py").write_text("VALUE = 'v0'\n")
+    _r, port = serve(relaunch, tmp_path, "--threads", "4")
+    wait_body(port, "v0")
+    assert four_at_once(port) == [(200, "v0")] * 4
+    for n in (1, 2):
+        write(tmp_path / "msg.py", f"VALUE = 'v{n}'\n")
+        wait_body(port, f"v{n}")
+        assert four_at_once(port) == [(200, f"v{n}")] * 4
+
+
 class Polling:
     """GET / in a loop on a thread while the ``with`` block runs; every refused or failed
     request goes to ``failures``."""

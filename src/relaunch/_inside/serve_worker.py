@@ -23,7 +23,9 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ..integrations.django import devserver as django_devserver
@@ -74,9 +76,8 @@ def serve_wsgi(app: Any, sock: socket.socket, *, threads: int, link: Link | None
     from waitress.channel import HTTPChannel
     from waitress.server import create_server
 
-    server: Any = create_server(
-        app, sockets=[sock], threads=threads, clear_untrusted_proxy_headers=True
-    )
+    # One worker thread before serving, the others just after (see _add_threads).
+    server: Any = create_server(app, sockets=[sock], threads=1, clear_untrusted_proxy_headers=True)
     stopping = False
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -152,6 +153,13 @@ def serve_wsgi(app: Any, sock: socket.socket, *, threads: int, link: Link | None
     if link is not None and link.stop_requested:
         on_term(signal.SIGTERM, None)  # came while it started: stop now, cleanly
     _notify_ready()
+    adding = threading.Thread(
+        target=_add_threads,
+        args=(server.task_dispatcher, threads, lambda: stopping),
+        name="relaunch-threads",
+        daemon=True,
+    )
+    adding.start()
     while not stopping:
         wasyncore.loop(timeout=30.0, map=server._map, count=1)
     # Stop accepting; the supervisor's copy of the socket keeps the backlog for the next
@@ -189,7 +197,23 @@ def serve_wsgi(app: Any, sock: socket.socket, *, threads: int, link: Link | None
             if not fresh or time.time() - stopped_at > FRESH_WAIT:
                 channel.handle_close()
         wasyncore.loop(timeout=0.05, map=server._map, count=1)
+    adding.join()
     server.task_dispatcher.shutdown()
+
+
+def _add_threads(dispatcher: Any, count: int, stopping: Callable[[], bool]) -> None:
+    """Grow waitress's pool to ``count`` threads, one at a time.
+
+    Each ``Thread.start()`` waits until the new thread runs: in a process just forked
+    from a big one, on a busy machine, 1-2 ms each, 10-20 ms for eight, which waitress
+    would spend before serving, on the way to the first response after every reload.
+    So the server starts with one and grows here. ``set_thread_count`` holds the pool's
+    lock while it starts threads, and a request waits on that lock to be queued: one
+    thread per call, so a request never waits for more than one start."""
+    for size in range(2, count + 1):
+        if stopping():
+            return
+        dispatcher.set_thread_count(size)
 
 
 def serve_asgi(
