@@ -479,6 +479,61 @@ def test_runserver_broken_views_are_reported_by_django_then_fixed(tmp_path: Path
         r.close()
 
 
+VIEWS_REGISTERING_A_BROKEN_ADMIN = """
+from django.contrib import admin
+
+
+class BrokenAdmin(admin.ModelAdmin):
+    list_display = ["no_such_field"]
+
+
+admin.site.unregister(Product)
+admin.site.register(Product, BrokenAdmin)
+"""
+
+
+def test_runserver_checks_what_a_view_edit_changes_from_a_checkpoint(tmp_path: Path) -> None:
+    """runserver's model and admin checks and the migration modules come before the
+    views, so a checkpoint before a view keeps them; what the edit changes is checked
+    again: a view that registers a broken ModelAdmin gets Django's check error, a
+    migration file created meanwhile counts as unapplied, and the fix is served."""
+    pytest.importorskip("django")
+    from .djangosite import SHOP_VIEWS, make_site
+
+    site = make_site(tmp_path, integration=True)
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "makemigrations", "shop"], cwd=site, check=True, timeout=120)
+    port = free_port()
+    argv = [*manage, "runserver", f"127.0.0.1:{port}", "--verbosity", "2"]
+    r = Proc(argv, site, {"DJANGO_RUNSERVER_HIDE_WARNING": "true"})
+    try:
+        wait_page(port, "value=1 ", "/shop/")
+        unapplied = int(r.expect(r"You have (\d+) unapplied migration").group(1))
+        for n in range(2, 2 + MAX_EDITS):
+            write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", f"VALUE = {n}"))
+            wait_page(port, f"value={n} ", "/shop/")
+            if kept(r, r"shop/views\.py"):
+                break
+        r.expect(r"System check identified no issues", start=r.out.mark() - 12)
+        err = r.err.mark()
+        write(site / "shop" / "views.py", SHOP_VIEWS + VIEWS_REGISTERING_A_BROKEN_ADMIN)
+        r.expect(r"\(admin\.E108\) The value of 'list_display\[0\]'", stream="err", start=err)
+        write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", "VALUE = 50"))
+        wait_page(port, "value=50 ", "/shop/")
+        subprocess.run(
+            [*manage, "makemigrations", "shop", "--empty", "-n", "extra"],
+            cwd=site,
+            check=True,
+            timeout=120,
+        )
+        out = r.out.mark()
+        write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", "VALUE = 99"))
+        wait_page(port, "value=99 ", "/shop/")
+        r.expect(rf"You have {unapplied + 1} unapplied migration", start=out)
+    finally:
+        r.close()
+
+
 SLOW_EXIT_APP = """\
 import atexit, os, time
 import msg

@@ -224,3 +224,91 @@ def test_preflight_loads_the_urlconf_of_a_django_application(site: Path) -> None
     write(site / "blog" / "views.py", BLOG_VIEWS + "\ndef broken(:\n")
     bad = run_preflight(spec, cwd=str(site), timeout=60)
     assert not bad.ok and "SyntaxError" in bad.summary, bad
+
+
+# -- runserver's checks, run early (relaunch.integrations.django.early) ----------------
+
+CHECKS_SCRIPT = """\
+import json, os, sys
+import django
+
+os.environ["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
+django.setup()
+from django.core import checks
+
+reran = []
+if sys.argv[1] == "early":
+    from relaunch.integrations.django import devserver, early
+
+    for stand_in in early.check_models_early():
+        def counted(*args, _check=stand_in.check, _name=stand_in.__name__, **kwargs):
+            reran.append(_name)
+            return _check(*args, **kwargs)
+
+        stand_in.check = counted
+    early.import_migrations_early()
+    devserver.load_urlconf()
+else:  # Django's own run, every check after the URLconf (its own order is a set's)
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns
+messages = sorted(f"{m.id} {m.obj} {m.msg}" for m in checks.run_checks())
+print(json.dumps({"messages": messages, "reran": sorted(reran)}))
+"""
+
+# A model warning (fields.W342) and an admin error (admin.E108) for the checks to find.
+WARNED_MODEL = """\
+from django.db import models
+
+
+class Product(models.Model):
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey("auth.User", on_delete=models.CASCADE, unique=True)
+"""
+
+BROKEN_ADMIN_IN_URLCONF = """\
+from django.contrib import admin
+from shop.models import Product
+
+
+class BrokenAdmin(admin.ModelAdmin):
+    list_display = ["no_such_field"]
+
+
+admin.site.unregister(Product)
+admin.site.register(Product, BrokenAdmin)
+"""
+
+
+def run_checks(site: Path, how: str) -> dict[str, list[str]]:
+    import json
+    import subprocess
+
+    done = subprocess.run(
+        [PY, "-c", CHECKS_SCRIPT, how], cwd=site, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, list[str]] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize("urlconf_registers", [False, True])
+def test_early_model_and_admin_checks_find_what_djangos_own_run_finds(
+    site: Path, urlconf_registers: bool
+) -> None:
+    """The model and admin checks runserver runs before the URLconf give the messages
+    Django's own check run gives with every check after the URLconf. When the URLconf
+    registers a ModelAdmin of its own, the admin check runs again, at runserver's time,
+    and finds its error; otherwise the early messages are reused. (Django runs its
+    checks in a set's order: without the URLconf loaded first, its own run may check
+    the admin before the URLconf registers anything, and miss the error.)"""
+    (site / "shop" / "models.py").write_text(WARNED_MODEL)
+    if urlconf_registers:
+        urls = site / "mysite" / "urls.py"
+        urls.write_text(BROKEN_ADMIN_IN_URLCONF + urls.read_text())
+    djangos = run_checks(site, "django")
+    ours = run_checks(site, "early")
+    assert ours["messages"] == djangos["messages"]
+    assert any("fields.W342" in m for m in ours["messages"]), ours
+    assert any("admin.E108" in m for m in ours["messages"]) is urlconf_registers
+    assert ours["reran"] == (["check_admin_app"] if urlconf_registers else [])

@@ -206,7 +206,9 @@ def four_at_once(port: int) -> list[tuple[int, str]]:
     return results
 
 
-def test_every_thread_of_the_pool_serves_also_after_reloads(tmp_path: Path, relaunch: Start) -> None:
+def test_every_thread_of_the_pool_serves_also_after_reloads(
+    tmp_path: Path, relaunch: Start
+) -> None:
     """The worker starts with one waitress thread and grows its pool once serving (each
     thread start is on the way to the first response): all --threads must serve, in
     the first process and in the ones reloads start (forked from a checkpoint)."""

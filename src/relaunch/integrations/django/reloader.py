@@ -30,6 +30,7 @@ from ...watch.fingerprint import Fingerprints
 from ...watch.rules import IgnoreRules
 from ...watch.settle import Settler
 from ...watch.watchset import WatchEntry, WatchSet, is_within
+from . import early
 
 __all__ = [
     "RelaunchReloader",
@@ -62,18 +63,25 @@ def install() -> None:
 
 def get_reloader() -> RelaunchReloader:
     if relaunch.is_child():
-        _load_urlconf_in_main_thread()
+        _start_in_main_thread()
     return RelaunchReloader()
 
 
-def _load_urlconf_in_main_thread() -> None:
-    """Import the URLconf (so the views) here, in the main thread, before runserver
-    starts the thread that serves: Django's checks would import it in that thread, where
-    no checkpoint can be parked (a fork copies one thread). The apps are ready (the
-    command runs after django.setup()). A failure is left to Django's own checks, which
-    import the URLconf again and report it as runserver does."""
+def _start_in_main_thread() -> None:
+    """Here, in the main thread, before runserver starts the thread that checks and
+    serves (where no checkpoint can be parked: a fork copies one thread), with the apps
+    ready (the command runs after django.setup()):
+
+    * runserver's model and admin checks and the import of the migration modules
+      (:mod:`.early`), before the views, so a checkpoint before a view keeps them;
+    * the URLconf, so the views: Django's checks would import it in that thread. A
+      failure is left to Django's own checks, which import the URLconf again and
+      report it as runserver does."""
     from .devserver import load_urlconf
 
+    if early.is_runserver_process(sys.argv):
+        early.check_models_early()
+        early.import_migrations_early()
     try:
         load_urlconf()
     except Exception:

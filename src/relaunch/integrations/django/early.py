@@ -1,0 +1,157 @@
+"""runserver's start-up work, ordered so that a reload costs what the edit touches.
+
+Every process runserver starts runs Django's system checks, then its migration check,
+then serves. On a large project the model and admin checks (a pass over every field of
+every model and every ``ModelAdmin``) and the import of every migration module take a
+second or more: a view edit paid all of it again, though none of it depends on a view.
+
+Under relaunch, the server process does that work in its main thread before it loads
+the URLconf (which imports the views), so a checkpoint parked before a view keeps it
+(see :mod:`relaunch.run.checkpoints`), and a reload from there does not repeat it:
+
+* :func:`check_models_early` runs the model and admin checks (``_EARLY``: those both
+  costly and functions of classes that exist before the URLconf loads) and keeps their
+  messages for the check runserver runs later in the same process. That check reuses
+  them only if every model class and every registered ``ModelAdmin`` is still the same
+  object (nothing registered or replaced another since, say by the URLconf); otherwise
+  it runs them again. Every other check (URLs, templates, static files...) runs at
+  runserver's own time, as before.
+* :func:`import_migrations_early` imports the migration modules as Django's migration
+  check would (without a database connection); the check itself, and its query, still
+  run at runserver's time and see migration files added since.
+
+Django runs its checks in no fixed order; this runs four of them first. A cold start
+under relaunch does the same as a reload, so the two never differ; what they differ
+from is Django's own runserver, by when those checks and imports run, not what they
+find, unless code run by the URLconf changes a model or an admin class in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["Reused", "check_models_early", "import_migrations_early", "is_runserver_process"]
+
+log = logging.getLogger(__name__)
+
+
+def is_runserver_process(argv: Iterable[str]) -> bool:
+    """True if this process is runserver and will run its system checks (pure)."""
+    args = list(argv)[1:]
+    return "runserver" in args and "--skip-checks" not in args
+
+
+class Reused:
+    """A registered check whose messages, computed early, serve the next run of it.
+
+    Stands in for ``check`` in the checks registry. The first call with runserver's
+    arguments (all apps, no databases) gets the early messages if ``inputs()`` is still
+    what it was when they were computed; every other call runs the check."""
+
+    def __init__(self, check: Callable[..., Any], inputs: Callable[[], tuple[Any, ...]]) -> None:
+        self.check = check
+        self.inputs = inputs
+        self.tags = getattr(check, "tags", ())
+        self.__name__ = getattr(check, "__name__", "check")
+        self.__qualname__ = getattr(check, "__qualname__", self.__name__)
+        self.__module__ = getattr(check, "__module__", __name__)
+        self._early: list[Any] | None = None
+        self._seen: tuple[Any, ...] = ()
+
+    def compute(self) -> None:
+        """Run the check now; a check that raises is left to its own time."""
+        seen = self.inputs()
+        try:
+            messages = list(self.check(app_configs=None, databases=None))
+        except Exception:
+            log.debug("%s failed early: it runs again at runserver's time", self.__name__)
+            return
+        self._early, self._seen = messages, seen
+
+    def __call__(self, app_configs: Any = None, databases: Any = None, **kwargs: Any) -> Any:
+        early, self._early = self._early, None
+        if early is not None and app_configs is None and databases is None and not kwargs:
+            if self.inputs() == self._seen:
+                return early
+            log.debug("%s runs again: a model or admin class changed since", self.__name__)
+        return self.check(app_configs=app_configs, databases=databases, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<relaunch early {self.__module__}.{self.__name__}>"
+
+
+def _models() -> tuple[Any, ...]:
+    from django.apps import apps  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    return tuple(apps.get_models(include_auto_created=True, include_swapped=True))
+
+
+def _admins() -> tuple[Any, ...]:
+    from django.contrib.admin.sites import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        all_sites,
+    )
+
+    sites = sorted(all_sites, key=id)
+    registered = tuple((site, tuple(site._registry.items())) for site in sites)
+    return (*_models(), registered)
+
+
+# The checks run early: costly on a large project, and functions of the model classes
+# (and the admin's registrations) alone, read in Django's code. module -> (function, inputs)
+_EARLY: dict[str, tuple[tuple[str, Callable[[], tuple[Any, ...]]], ...]] = {
+    "django.core.checks.model_checks": (("check_all_models", _models),),
+    "django.contrib.admin.checks": (("check_admin_app", _admins),),
+    "django.contrib.auth.checks": (("check_models_permissions", _models),),
+    "django.contrib.contenttypes.checks": (("check_generic_foreign_keys", _models),),
+}
+
+
+def _candidates() -> list[tuple[Callable[..., Any], Callable[[], tuple[Any, ...]]]]:
+    """The early checks whose module is loaded (its app installed: the app loaded it)."""
+    found = []
+    for module_name, checks in _EARLY.items():
+        module = sys.modules.get(module_name)
+        for name, inputs in checks:
+            check = getattr(module, name, None)
+            if callable(check):
+                found.append((check, inputs))
+    return found
+
+
+def check_models_early() -> list[Reused]:
+    """Run the model and admin checks now and keep their messages for runserver's own
+    check run; returns what stands in for them in the registry."""
+    from django.core.checks.registry import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        registry,
+    )
+
+    registered = registry.get_checks(include_deployment_checks=True)
+    reused = [Reused(check, inputs) for check, inputs in _candidates() if check in registered]
+    if not reused:
+        return []
+    for stand_in in reused:
+        stand_in.compute()
+    by_check = {stand_in.check: stand_in for stand_in in reused}
+    get_checks = registry.get_checks
+
+    def get_checks_reusing(include_deployment_checks: bool = False) -> list[Any]:
+        return [by_check.get(check, check) for check in get_checks(include_deployment_checks)]
+
+    registry.get_checks = get_checks_reusing  # run_checks looks it up on the instance
+    return reused
+
+
+def import_migrations_early() -> None:
+    """Import every migration module, as the migration check would, without a database
+    connection. A failure is left to that check, which reports it as Django does."""
+    try:
+        from django.db.migrations.loader import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+            MigrationLoader,
+        )
+
+        MigrationLoader(None, ignore_no_migrations=True)
+    except Exception:
+        log.debug("migrations did not load early: the migration check reports it", exc_info=True)
