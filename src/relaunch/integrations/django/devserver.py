@@ -4,10 +4,11 @@ server does not.
 :func:`prepare` is called by the serve worker with the loaded application. For a
 Django project (``django.setup()`` done, as ``get_wsgi_application()`` does) it:
 
-* loads the URLconf, and so every view module it imports, now rather than at the
-  first request (runserver's system checks do the same): a broken ``views.py`` is a
-  load failure, with relaunch's error page, its files watched, and recovery after
-  the fix, not a 500 per request;
+* (after the two below, which create the template engines, so that a checkpoint
+  before a view keeps them) loads the URLconf, and so every view module it imports,
+  now rather than at the first request (runserver's system checks do the same): a
+  broken ``views.py`` is a load failure, with relaunch's error page, its files
+  watched, and recovery after the fix, not a 500 per request;
 * asks relaunch to watch the folders the project declares for templates
   (``TEMPLATES`` ``DIRS``, ``APP_DIRS``) and static files (``STATICFILES_DIRS``, each
   app's ``static/``), so an edit there refreshes open pages, with no ``-w``;
@@ -153,10 +154,12 @@ def prepare(app: Any) -> Any:
     runserver would; anything else unchanged. Raises what loading the URLconf raises."""
     if not is_django_project():
         return app
-    load_urlconf()
+    # The template engines first (they import every app's template tag libraries),
+    # then the views: a checkpoint before a view keeps the engines.
     folders = asset_folders()
     if folders:
         log.debug("watching Django's template and static folders: %s", ", ".join(folders))
         relaunch.watch(*folders)
     read_templates_fresh()
+    load_urlconf()
     return _with_static(app)

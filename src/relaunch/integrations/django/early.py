@@ -16,6 +16,8 @@ the URLconf (which imports the views), so a checkpoint parked before a view keep
   object (nothing registered or replaced another since, say by the URLconf); otherwise
   it runs them again. Every other check (URLs, templates, static files...) runs at
   runserver's own time, as before.
+* :func:`create_template_engines_early` creates the template engines, which import
+  every app's template tag libraries; runserver's template check would create them.
 * :func:`import_migrations_early` imports the migration modules as Django's migration
   check would (without a database connection); the check itself, and its query, still
   run at runserver's time and see migration files added since.
@@ -33,7 +35,13 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Reused", "check_models_early", "import_migrations_early", "is_runserver_process"]
+__all__ = [
+    "Reused",
+    "check_models_early",
+    "create_template_engines_early",
+    "import_migrations_early",
+    "is_runserver_process",
+]
 
 log = logging.getLogger(__name__)
 
@@ -155,3 +163,14 @@ def import_migrations_early() -> None:
         MigrationLoader(None, ignore_no_migrations=True)
     except Exception:
         log.debug("migrations did not load early: the migration check reports it", exc_info=True)
+
+
+def create_template_engines_early() -> None:
+    """Create the template engines, which import every app's template tag libraries
+    (runserver's template check would, later). A failure is left to that check."""
+    try:
+        from django.template import engines  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        engines.all()
+    except Exception:
+        log.debug("the template engines were not created early", exc_info=True)

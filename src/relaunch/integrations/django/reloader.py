@@ -72,8 +72,8 @@ def _start_in_main_thread() -> None:
     serves (where no checkpoint can be parked: a fork copies one thread), with the apps
     ready (the command runs after django.setup()):
 
-    * runserver's model and admin checks and the import of the migration modules
-      (:mod:`.early`), before the views, so a checkpoint before a view keeps them;
+    * runserver's model and admin checks, the template engines and the import of the
+      migration modules (:mod:`.early`), before the views, so a checkpoint before a view keeps them;
     * the URLconf, so the views: Django's checks would import it in that thread. A
       failure is left to Django's own checks, which import the URLconf again and
       report it as runserver does."""
@@ -81,6 +81,7 @@ def _start_in_main_thread() -> None:
 
     if early.is_runserver_process(sys.argv):
         early.check_models_early()
+        early.create_template_engines_early()
         early.import_migrations_early()
     try:
         load_urlconf()
