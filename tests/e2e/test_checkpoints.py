@@ -479,6 +479,47 @@ def test_runserver_broken_views_are_reported_by_django_then_fixed(tmp_path: Path
         r.close()
 
 
+SHOP_TAGS = """\
+from django import template
+
+register = template.Library()
+
+
+@register.simple_tag
+def stamp():
+    return "stamp={n}"
+"""
+
+
+def test_django_template_tag_edit_is_served_exactly(tmp_path: Path, relaunch: Start) -> None:
+    """The template engines are created before the URLconf, and with them every app's
+    template tag library is imported: an edit of one goes on from a checkpoint parked
+    before it, and the new tag renders."""
+    pytest.importorskip("django")
+    from .djangosite import SHOP_INDEX, make_site
+
+    site = make_site(tmp_path)
+    (site / "shop" / "templatetags").mkdir()
+    (site / "shop" / "templatetags" / "__init__.py").write_text("")
+    tags = site / "shop" / "templatetags" / "shop_tags.py"
+    tags.write_text(SHOP_TAGS.format(n=1))
+    index = SHOP_INDEX.replace(
+        '{% extends "base.html" %}', '{% extends "base.html" %}{% load shop_tags %}'
+    )
+    (site / "shop" / "templates" / "shop" / "index.html").write_text(
+        index.replace("</h1>", "{% stamp %}</h1>")
+    )
+    port = free_port()
+    r = relaunch(["serve", "mysite.wsgi", "--port", str(port), "-v"], site)
+    wait_body(port, "stamp=1", "/shop/")
+    for n in range(2, 2 + MAX_EDITS):
+        write(tags, SHOP_TAGS.format(n=n))
+        wait_body(port, f"stamp={n}", "/shop/")
+        if kept(r, r"shop/templatetags/shop_tags\.py"):
+            break
+    r.expect(r"checkpoint \d+ parked before shop/templatetags/shop_tags\.py", stream="err")
+
+
 VIEWS_REGISTERING_A_BROKEN_ADMIN = """
 from django.contrib import admin
 
