@@ -469,3 +469,54 @@ def test_missing_module_elsewhere_on_sys_path_is_waited_for(
     r.expect("program exited with code 1", stream="err")
     write(tmp_path / "lib" / "helper.py", "X = 1\n")
     r.expect("helper 1")
+
+
+EXIT_APP = """\
+import atexit, gc, os, sys, threading, time
+import msg
+
+# Written at import and never closed nor flushed: Python's shutdown flushes it.
+notes = open(f"notes-{os.getpid()}.txt", "w")
+notes.write(f"value={msg.VALUE}")
+
+def on_exit():
+    # The program's own handler runs, and the collector still works in it.
+    print(f"atexit pid={os.getpid()} value={msg.VALUE} gc={gc.isenabled()}", flush=True)
+
+atexit.register(on_exit)
+
+def finish():
+    time.sleep(0.3)
+    print(f"thread done pid={os.getpid()}", flush=True)
+
+def on_term(*_):
+    threading.Thread(target=finish).start()  # not a daemon: joined before exit
+    sys.exit(0)
+
+import signal
+signal.signal(signal.SIGTERM, on_term)
+print(f"start pid={os.getpid()} value={msg.VALUE}", flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize("restart", ["cold", "warm", "checkpoint"])
+def test_a_stopped_program_shuts_down_as_python_does(
+    tmp_path: Path, relaunch: Start, restart: str
+) -> None:
+    """relaunch freezes the collector at exit (the shutdown's collections are most of a
+    large program's exit, and a reload waits for it): everything Python's shutdown
+    promises still happens, in the process that parked a checkpoint and in one forked
+    from it too."""
+    (tmp_path / "app.py").write_text(EXIT_APP)
+    (tmp_path / "msg.py").write_text("VALUE = 1\n")
+    r = relaunch(["run", "--restart", restart, "--", PY, "app.py"], tmp_path)
+    pids = [r.expect(r"start pid=(\d+) value=1").group(1)]
+    for value in (2, 3):
+        write(tmp_path / "msg.py", f"VALUE = {value}\n")
+        pids.append(r.expect(rf"start pid=(\d+) value={value}").group(1))
+    for value, pid in zip((1, 2), pids[:2], strict=True):
+        r.expect(rf"^thread done pid={pid}$")
+        r.expect(rf"^atexit pid={pid} value={value} gc=True$")
+        notes = tmp_path / f"notes-{pid}.txt"
+        assert notes.read_text() == f"value={value}"  # written by the time it was gone

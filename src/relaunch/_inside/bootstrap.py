@@ -27,6 +27,7 @@ __all__ = [
     "CHECKPOINTS_ENV",
     "HOT_ENV",
     "enable_checkpoints",
+    "freeze_at_exit",
     "installed_roots",
     "load_forkserver",
     "main",
@@ -939,6 +940,31 @@ def run(mode: str, target: str) -> None:
         exec(compile(text, "<stdin>", "exec", dont_inherit=True), main.__dict__)
 
 
+def freeze_at_exit() -> None:
+    """Have the interpreter's shutdown skip its garbage collections (an atexit handler).
+
+    At exit Python collects garbage more than once while it tears the modules down;
+    in a large program that is most of its exit: 0.85-0.9 s for a 20-app Django
+    project, against tens of milliseconds without the collections, and a reload waits
+    for the old process to be gone. So the objects are frozen, out of the collector's
+    sight, and every module is kept alive until the shutdown's last step, which
+    clears the dicts of the modules still alive, in reverse import order: the objects
+    a module holds are then released by their reference count, as they would have
+    been by the collections (a file never closed is flushed and closed, ``__del__``
+    runs). Everything before is unchanged: atexit handlers (this one runs among them,
+    with no effect on them) and the join of non-daemon threads. What no longer
+    happens is the collection of reference cycles no module holds, whose ``__del__``
+    Python never promises to run at exit."""
+    import gc
+
+    alive: list[Any] = [list(sys.modules.values())]
+    alive.append(alive)  # a cycle: frozen, it is never collected, so neither are they
+    gc.freeze()
+
+
+_freeze_registered = [False]
+
+
 def install(channel: Channel, *, report_loaded: bool = True) -> None:
     """Start reporting imports; register the channel for relaunch's public API.
 
@@ -946,7 +972,12 @@ def install(channel: Channel, *, report_loaded: bool = True) -> None:
     the supervisor knows what its zygote holds, and walking every module would touch
     (and so copy) the memory the fork shares: 14 ms for 1,600 modules.
     """
+    import atexit  # built in, loaded at every interpreter's start
     import types
+
+    if not _freeze_registered[0]:
+        _freeze_registered[0] = True
+        atexit.register(freeze_at_exit)
 
     module: Any = types.ModuleType(_CHANNEL_MODULE)
     module.channel = channel

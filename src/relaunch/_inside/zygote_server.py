@@ -176,6 +176,7 @@ def main() -> None:
     sock.set_inheritable(False)
     bootstrap.prepare(mode, target, args, entry=__file__)
     Zygote(sock, mode, target, checkpoints).serve()
+    bootstrap.freeze_at_exit()  # the supervisor is gone: no collections on the way out
 
 
 if __name__ == "__main__":
