@@ -281,6 +281,36 @@ def test_real_native_events(tmp_path: Path, make_watcher: Callable[..., Watcher]
     assert target in collector.paths
 
 
+@pytest.mark.skipif(not oslayer.HAS_INOTIFY, reason="needs inotify")
+def test_one_folder_watched_by_two_names_keeps_its_watch(
+    tmp_path: Path, make_watcher: Callable[..., Watcher]
+) -> None:
+    """inotify gives one folder one watch, whatever name it was added by: a folder
+    watched under two names (a symlinked release and its target) stays watched when
+    one name is dropped, and its events come under each name still watched."""
+    (tmp_path / "releases" / "r1").mkdir(parents=True)
+    real = tmp_path / "releases" / "r1"
+    link = tmp_path / "current"
+    link.symlink_to(real)
+    collector = Collector()
+    watcher = make_watcher(collector, fstype=lambda p: "ext4")
+    watcher.update([str(real), str(link)], [])
+    collector.expect(str(real / "a.py"))
+    collector.expect(str(link / "a.py"))
+    (real / "a.py").write_text("A = 1\n")
+    assert collector.seen.wait(5)
+    wait = time.monotonic() + 5
+    while not {str(real / "a.py"), str(link / "a.py")} <= set(collector.paths):
+        assert time.monotonic() < wait, collector.paths
+        time.sleep(0.01)
+    watcher.update([str(link)], [])  # the real name no longer asked for
+    collector.reset()
+    collector.expect(str(link / "b.py"))
+    (real / "b.py").write_text("B = 1\n")
+    assert collector.seen.wait(5), f"the folder lost its watch; got {collector.paths}"
+    assert str(real / "b.py") not in collector.paths
+
+
 def test_real_polling(tmp_path: Path, make_watcher: Callable[..., Watcher]) -> None:
     collector = Collector()
     watcher = make_watcher(collector, poll=True, poll_interval=0.05)
@@ -420,10 +450,12 @@ def test_a_watched_file_kept_open_holds_at_most_close_wait(
     tmp_path: Path, make_watcher: Callable[..., Watcher]
 ) -> None:
     _, collector, a, b = _watched(tmp_path, make_watcher, close_wait=1.0)
+    # Taken before the write: the watcher's thread may see the write's event before
+    # this thread gets the time back, and the wait is counted from that event.
+    written_at = time.monotonic()
     with open(a, "w") as f:  # never closed while the test looks
         f.write("A = 2\n")
         f.flush()
-        written_at = time.monotonic()
         collector.expect(str(b))
         b.write_text("B = 2\n")
         assert collector.seen.wait(5), "a file open for ever held events beyond close_wait"

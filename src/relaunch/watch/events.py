@@ -91,7 +91,9 @@ class _InotifyBackend:
         self.fd = oslayer.inotify_open()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)  # written to under the lock: must never block
-        self.by_wd: dict[int, str] = {}
+        # inotify has one watch per folder, whatever name adds it: a folder watched under
+        # two names (a symlinked release, a bind mount) shares its watch descriptor.
+        self.by_wd: dict[int, list[str]] = {}  # descriptor: the names it is watched by
         self.by_dir: dict[str, int] = {}
         self.hold = WriteHold(max_wait=close_wait)
         self.lock = threading.Lock()
@@ -111,8 +113,12 @@ class _InotifyBackend:
             for directory in list(self.by_dir):
                 if directory not in dirs:
                     wd = self.by_dir.pop(directory)
-                    self.by_wd.pop(wd, None)
-                    oslayer.inotify_remove_watch(self.fd, wd)
+                    names = self.by_wd.get(wd, [])
+                    if directory in names:
+                        names.remove(directory)
+                    if not names:  # its last name: only now is the folder unwatched
+                        self.by_wd.pop(wd, None)
+                        oslayer.inotify_remove_watch(self.fd, wd)
             for directory in dirs - self.by_dir.keys():
                 try:
                     wd = oslayer.inotify_add_watch(self.fd, directory)
@@ -123,7 +129,7 @@ class _InotifyBackend:
                         raise
                     continue
                 self.by_dir[directory] = wd
-                self.by_wd[wd] = directory
+                self.by_wd.setdefault(wd, []).append(directory)
         return refused
 
     def _run(self) -> None:
@@ -163,15 +169,17 @@ class _InotifyBackend:
                 self.hold.forget()
                 self.hold.add(OVERFLOW, now)
                 continue
-            directory = self.by_wd.get(wd)
-            if directory is None:
+            names = self.by_wd.get(wd)
+            if not names:
                 continue
             if mask & oslayer.IN_IGNORED:
                 # The folder itself went away: forget the watch, report the folder.
                 self.by_wd.pop(wd, None)
-                self.by_dir.pop(directory, None)
-            path = os.path.join(directory, name) if name else directory
-            self.hold.add(path, now, write_change(mask))
+                for directory in names:
+                    self.by_dir.pop(directory, None)
+            for directory in list(names):
+                path = os.path.join(directory, name) if name else directory
+                self.hold.add(path, now, write_change(mask))
 
     def being_written(self) -> frozenset[str]:
         """The watched files being written now. The events the kernel has queued are
