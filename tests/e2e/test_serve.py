@@ -155,6 +155,29 @@ def test_broken_code_shows_error_page_then_recovers(site: Path, relaunch: Start)
     wait_body(port, "<h1>fixed</h1>")
 
 
+def test_a_connection_the_old_process_accepted_gets_the_error_page(
+    site: Path, relaunch: Start
+) -> None:
+    """A connection open when the reload begins (accepted by the process that stops,
+    its request not sent yet) is handed over; when the new code fails to load it is
+    answered with the error page, not closed (its request would have been reset)."""
+    _r, port = serve(relaunch, site)
+    wait_body(port, "<h1>one</h1>")
+    early = socket.create_connection(("127.0.0.1", port), timeout=20)
+    try:
+        time.sleep(0.5)  # accepted by the serving process
+        write(site / "msg.py", "VALUE = (\n")
+        wait_until(lambda: get(port)[0] == 500, what="the error page")
+        early.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := early.recv(65536):
+            reply += chunk
+    finally:
+        early.close()
+    assert reply.startswith(b"HTTP/1.1 500"), reply[:200]
+    assert b"SyntaxError" in reply
+
+
 def test_error_page_escapes_the_program_output(site: Path, relaunch: Start) -> None:
     _r, port = serve(relaunch, site)
     wait_body(port, "<h1>one</h1>")

@@ -223,3 +223,31 @@ def test_listener_out_of_descriptors_pauses_then_serves() -> None:
     assert "test: out of file descriptors" in lines[0], result.stdout
     assert lines[1] == "HTTP/1.1 200 OK", result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_the_error_page_answers_a_handed_over_connection_with_its_read_bytes(
+    loop: LoopThread,
+) -> None:
+    """A connection a stopping process accepted and read part of (its request's first
+    bytes) is answered from those bytes on, as if it had been accepted here."""
+    from relaunch.serve.errorpage import ErrorResponder
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    client, served = socket.socketpair()
+    try:
+        errors = ErrorResponder(listening, loop)
+        errors.activate(b"<p>broken</p>")
+        errors.adopt(served.detach(), b"GET /page HTTP/1.1\r\nHo")
+        client.sendall(b"st: x\r\nConnection: close\r\n\r\n")
+        client.shutdown(socket.SHUT_WR)
+        client.settimeout(20)
+        reply = b""
+        while chunk := client.recv(65536):
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 500") and reply.endswith(b"<p>broken</p>"), reply
+        errors.close()
+    finally:
+        client.close()
+        listening.close()

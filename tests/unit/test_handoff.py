@@ -89,22 +89,31 @@ def test_a_process_never_approved_gets_nothing(hub: Hub, monkeypatch: pytest.Mon
         a.close()
 
 
-def test_dropped_connections_are_closed_until_the_next_approval(
+def test_connections_go_to_the_error_page_while_the_program_has_failed(
     hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """What is held when the program fails, and what is given back until a new process
+    starts, is answered by the error page with the bytes read from it: closing it would
+    reset a request already sent on it."""
+    answered: list[tuple[int, bytes]] = []
     retiring = link_as(hub, 100, monkeypatch)
     a, b = socket.socketpair()
     c, d = socket.socketpair()
+    e, f = socket.socketpair()
     try:
-        retiring.give(b.detach())
+        retiring.give(b.detach(), b"GET / HTTP/1.1\r\n")
         wait_until(lambda: hub.held == 1, what="the connection held")
-        hub.drop_held()  # the program failed: its clients reconnect to the error page
-        a.settimeout(10)
-        assert a.recv(10) == b""
-        retiring.give(d.detach())  # given back meanwhile: closed too
-        c.settimeout(10)
-        assert c.recv(10) == b""
+        hub.failed(lambda fd, data: answered.append((fd, data)))
+        assert len(answered) == 1 and answered[0][1] == b"GET / HTTP/1.1\r\n"
+        retiring.give(d.detach())  # given back meanwhile: to the error page too
+        wait_until(lambda: len(answered) == 2, what="the second connection answered")
         assert hub.held == 0
+        hub.hold()  # a new process starts: held for it again
+        retiring.give(f.detach())
+        wait_until(lambda: hub.held == 1, what="the third connection held")
+        assert len(answered) == 2
+        for fd, _data in answered:
+            os.close(fd)
     finally:
-        a.close()
-        c.close()
+        for sock in (a, c, e):
+            sock.close()

@@ -219,15 +219,28 @@ def _quiet_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> N
 class Connection:
     """One accepted connection, as asyncio streams with deadlines."""
 
-    def __init__(self, sock: socket.socket, client: str) -> None:
+    def __init__(self, sock: socket.socket, client: str, unprocessed: bytes = b"") -> None:
+        """``unprocessed``: what a process that held the connection before read from it
+        and did not answer (it comes before anything still in the socket)."""
         self.sock = sock
         self.client = client
+        self.unprocessed = unprocessed
         self.waiting = True  # for its request head: the first to drop at the cap
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(sock=self.sock, limit=MAX_HEAD)
+        if not self.unprocessed:
+            self.reader, self.writer = await asyncio.open_connection(sock=self.sock, limit=MAX_HEAD)
+            return
+        # As open_connection, with the bytes read before fed first, before the transport
+        # can read anything more.
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_HEAD, loop=loop)
+        reader.feed_data(self.unprocessed)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await loop.create_connection(lambda: protocol, sock=self.sock)
+        self.reader, self.writer = reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
     async def read_head(self) -> Request | None:
         """The request head, or None: the client left, or was too slow (answered 408
@@ -375,11 +388,27 @@ class Listener:
             if full and not self._drop_oldest_waiting():
                 _refuse(sock)
                 continue
-            sock.setblocking(False)
-            conn = Connection(sock, str(address[0]) if address else "")
-            self._open[conn] = self.loop.create_task(self._serve(conn))
+            self._take(sock, str(address[0]) if address else "")
             if full:
                 return  # one at a time at the cap: the dropped one's descriptor goes first
+
+    def adopt(self, sock: socket.socket, unprocessed: bytes = b"") -> None:
+        """Serve a connection accepted elsewhere (handed over by a process that stopped),
+        with what that process read from it and did not answer."""
+        if len(self._open) >= self.cap and not self._drop_oldest_waiting():
+            _refuse(sock)
+            return
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            sock.close()  # the client is gone already
+            return
+        self._take(sock, str(peer[0]) if isinstance(peer, tuple) else "", unprocessed)
+
+    def _take(self, sock: socket.socket, client: str, unprocessed: bytes = b"") -> None:
+        sock.setblocking(False)
+        conn = Connection(sock, client, unprocessed)
+        self._open[conn] = self.loop.create_task(self._serve(conn))
 
     def _drop_oldest_waiting(self) -> bool:
         for conn, task in self._open.items():

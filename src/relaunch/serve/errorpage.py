@@ -97,6 +97,18 @@ class ErrorResponder:
             self._active = True
             self._endpoints.call(self._start)
 
+    def adopt(self, fd: int, unprocessed: bytes = b"") -> None:
+        """Answer a connection handed over by a process that stopped (``fd``, now this
+        object's to close), whose request may have come already: ``unprocessed``. Any
+        thread."""
+
+        def take() -> bool:
+            self._listener.adopt(socket.socket(fileno=fd), unprocessed)
+            return True
+
+        if not self._endpoints.call(take):  # the loop is closed: relaunch is stopping
+            os.close(fd)
+
     def deactivate(self) -> None:
         """Stop accepting: returns once no connection will be accepted any more, and
         never waits for a client. A connection accepted before gets the page if its

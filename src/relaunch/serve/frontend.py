@@ -72,6 +72,8 @@ class ServeFrontEnd:
 
     def child_starting(self) -> None:
         self.errors.deactivate()
+        if self.hub is not None:
+            self.hub.hold()
 
     def take_over(self, pgid: int) -> None:
         if self.hub is not None:
@@ -83,8 +85,6 @@ class ServeFrontEnd:
         self._served_once = True
 
     def child_failed(self, failure: Failure) -> None:
-        if self.hub is not None:
-            self.hub.drop_held()  # their clients reconnect, and get the error page
         page = render(
             summary=failure.summary,
             traceback_text=failure.traceback,
@@ -93,6 +93,9 @@ class ServeFrontEnd:
             snippet=self.snippet,
         )
         self.errors.activate(page)
+        if self.hub is not None:
+            # The connections handed over for the process that failed get the page too.
+            self.hub.failed(self.errors.adopt)
         self._served_once = True
         if self.livereload is not None:
             self.livereload.broadcast("reload")

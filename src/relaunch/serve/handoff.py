@@ -35,6 +35,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import oslayer
@@ -63,7 +64,7 @@ class _Peer:
 class Hub:
     """The supervisor's end: connections given back wait here for the approved process.
 
-    :meth:`approve` and :meth:`drop_held` may be called from any thread."""
+    :meth:`approve`, :meth:`failed` and :meth:`hold` may be called from any thread."""
 
     def __init__(self) -> None:
         kind = oslayer.fd_passing_socket_type()
@@ -83,7 +84,8 @@ class Hub:
         self._peers: dict[int, _Peer] = {}  # by fileno
         self._held: list[tuple[int, bytes]] = []
         self._approved: int | None = None
-        self._discard = False  # the program failed: close what is given back
+        # The program failed: what is held, and given back, goes here (the error page).
+        self._orphans: Callable[[int, bytes], None] | None = None
         self._turn = 0
         self._closing = False
         self._selector = selectors.DefaultSelector()
@@ -100,20 +102,28 @@ class Hub:
         with self._lock:
             log.debug("hand-over: process group %d may serve", pgid)
             self._approved = pgid
-            self._discard = False
+            self._orphans = None
             for peer in list(self._peers.values()):
                 if peer.pgid == pgid and not peer.go and not peer.bye:
                     self._go(peer)
             self._flush()
 
-    def drop_held(self) -> None:
-        """The program failed: close the held connections (their clients reconnect and
-        get the error page) and those given back until a process is approved again."""
+    def failed(self, answer: Callable[[int, bytes], None]) -> None:
+        """The program failed: the held connections, and those given back until a new
+        process starts (:meth:`hold`), go to ``answer`` (the error page) with what was
+        read from them. Closing them instead would reset a request already sent on one
+        (a connection the stopping process accepted and had not read yet)."""
         with self._lock:
             self._approved = None
-            self._discard = True
-            _close_fds([fd for fd, _data in self._held])
-            self._held.clear()
+            self._orphans = answer
+            held, self._held = self._held, []
+            for fd, data in held:
+                answer(fd, data)
+
+    def hold(self) -> None:
+        """A new process is starting: hold what is given back for it again."""
+        with self._lock:
+            self._orphans = None
 
     @property
     def held(self) -> int:
@@ -177,8 +187,8 @@ class Hub:
                 return
             kind, body = data[:1], data[1:]
             if kind == b"F" and len(fds) == 1:
-                if self._discard:
-                    _close_fds(fds)
+                if self._orphans is not None:
+                    self._orphans(fds[0], body)
                 else:
                     self._held.append((fds[0], body))
                     self._flush()
