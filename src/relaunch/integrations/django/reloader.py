@@ -73,7 +73,8 @@ def _start_in_main_thread() -> None:
     ready (the command runs after django.setup()):
 
     * runserver's model and admin checks, the template engines and the import of the
-      migration modules (:mod:`.early`), before the views, so a checkpoint before a view keeps them;
+      migration modules (:mod:`.early`), before the views, so that a checkpoint before
+      a view keeps them;
     * the URLconf, so the views: Django's checks would import it in that thread. A
       failure is left to Django's own checks, which import the URLconf again and
       report it as runserver does."""
