@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from relaunch.run.preload import is_package_change, preload_candidates, should_rebuild
+from relaunch.run.preload import (
+    environment_change,
+    is_package_change,
+    preload_candidates,
+    should_rebuild,
+)
 
 SITE = "/venv/lib/python3.12/site-packages"
 
@@ -94,3 +99,17 @@ def test_rebuild_reasons() -> None:
     assert why("/usr/bin/python3.12") == "the Python interpreter changed"
     assert why(f"{SITE}/requests-2.0.dist-info") == "installed packages changed"
     assert should_rebuild([], zygote_files=(), site_roots=(), interpreter=None) is None
+
+
+def test_environment_changes_stale_every_process_made_before() -> None:
+    """What both the zygote and the checkpoints are made stale by, whatever they ran."""
+
+    def why(path: str, interpreter: str | None = "/usr/bin/python3.12") -> str | None:
+        return environment_change(path, site_roots={SITE}, interpreter=interpreter)
+
+    assert why("/usr/bin/python3.12") == "the Python interpreter changed"
+    assert why("/usr/bin/python3.12", interpreter=None) is None
+    assert why(f"{SITE}/requests-2.0.dist-info") == "installed packages changed"
+    assert why(f"{SITE}/easy-install.pth") == "installed packages changed"
+    assert why(f"{SITE}/flask/app.py") is None  # a module: only what ran it cares
+    assert why("/src/app.py") is None

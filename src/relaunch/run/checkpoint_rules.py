@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..pathtext import shown
-from .preload import is_package_change
+from .preload import environment_change
 
 __all__ = [
     "MAX_CHECKPOINTS",
@@ -113,10 +113,9 @@ def spoiled_by(
             continue
         if path in files:
             return f"{shown_path(path)} changed, and it ran before"
-        if interpreter is not None and path == interpreter:
-            return "the Python interpreter changed"
-        if is_package_change(path, site_roots):
-            return "installed packages changed"
+        why = environment_change(path, site_roots=site_roots, interpreter=interpreter)
+        if why:
+            return why
         if path.endswith(".py"):
             if path not in existing and exists(path):
                 return (

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterable
 
 from ..pathtext import shown
 
-__all__ = ["is_package_change", "preload_candidates", "should_rebuild"]
+__all__ = ["environment_change", "is_package_change", "preload_candidates", "should_rebuild"]
 
 
 def _denied(name: str, deny: Collection[str]) -> bool:
@@ -62,6 +62,18 @@ def is_package_change(path: str, site_roots: Collection[str]) -> bool:
     return name.endswith((".dist-info", ".egg-info", ".pth", ".egg-link"))
 
 
+def environment_change(
+    path: str, *, site_roots: Collection[str], interpreter: str | None
+) -> str | None:
+    """Why a change of ``path`` makes every process made before it stale, whatever it
+    ran: the interpreter binary, or an installed package (pure)."""
+    if interpreter is not None and path == interpreter:
+        return "the Python interpreter changed"
+    if is_package_change(path, site_roots):
+        return "installed packages changed"
+    return None
+
+
 def should_rebuild(
     changed: Iterable[str],
     *,
@@ -73,8 +85,7 @@ def should_rebuild(
     for path in changed:
         if path in zygote_files:
             return f"{shown(path)} changed, and the warm-start process has it loaded"
-        if interpreter is not None and path == interpreter:
-            return "the Python interpreter changed"
-        if is_package_change(path, site_roots):
-            return "installed packages changed"
+        why = environment_change(path, site_roots=site_roots, interpreter=interpreter)
+        if why:
+            return why
     return None
