@@ -719,6 +719,16 @@ def _excluded_roots() -> list[str]:
     return list(_ROOTS)
 
 
+_PREFIXES: list[tuple[str, ...]] = []  # _root_prefixes(), once known
+
+
+def _root_prefixes() -> tuple[str, ...]:
+    """The excluded roots as path prefixes (a trailing separator), for ``startswith``."""
+    if not _PREFIXES:
+        _PREFIXES.append(tuple(root.rstrip(os.sep) + os.sep for root in _excluded_roots()))
+    return _PREFIXES[0]
+
+
 def _find_excluded_roots() -> list[str]:
     import site
     import sysconfig
@@ -780,7 +790,7 @@ def _missing_places(name: str, search: Any) -> list[list[Any]]:
     package's ``__path__``, or sys.path), outside the standard library and installed
     packages: ``NAME.py`` and ``NAME/__init__.py`` in each, as ``mods`` entries seen
     missing (mtime -1)."""
-    roots = tuple(root.rstrip(os.sep) + os.sep for root in _excluded_roots())
+    roots = _root_prefixes()
     last = name.rpartition(".")[2]
     places: list[list[Any]] = []
     for folder in list(search or ()):
@@ -1041,7 +1051,7 @@ def _failure_location(exc: BaseException) -> tuple[str, int]:
     in the program's code (not the standard library's or a package's)."""
     if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
         return os.path.abspath(exc.filename), int(exc.lineno)
-    roots = tuple(root.rstrip(os.sep) + os.sep for root in _excluded_roots())
+    roots = _root_prefixes()
     frames = []
     tb = exc.__traceback__
     while tb is not None:
