@@ -5,7 +5,9 @@ under gunicorn with ``relaunch run``: as Django users run it."""
 from __future__ import annotations
 
 import re
+import socket
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from .djangosite import BLOG_VIEWS, SHOP_INDEX, SHOP_VIEWS, make_site
 from .harness import Proc, Relaunch, wait_until, write
 from .prodharness import find_server
 from .test_frameworks import run, runserver, wait_for_body
-from .test_serve import free_port, get, wait_body
+from .test_serve import Polling, free_port, get, wait_body
 
 django = pytest.importorskip("django")
 
@@ -169,6 +171,88 @@ def test_runserver_template_edit_shows_without_restart(
     assert int(wait_for_body(port, r"pid=(\d+)", "/shop/").group(1)) == pid
     assert get(port, "/static/shop/shop.css")[0] == 200
     assert p.err.count(r"reload #\d+") == 0
+
+
+SLOW_VIEWS = (
+    SHOP_VIEWS
+    + """
+
+def slow(request):
+    import time
+
+    from django.http import HttpResponse
+
+    print("slow view started", flush=True)
+    time.sleep(1.5)
+    return HttpResponse(f"slow value={VALUE} pid={os.getpid()}")
+"""
+)
+
+SLOW_URLS = """\
+from django.urls import path
+
+from . import views
+
+app_name = "shop"
+urlpatterns = [path("", views.index, name="index"), path("slow/", views.slow, name="slow")]
+"""
+
+
+def test_runserver_keeps_its_socket_no_request_fails_and_one_in_flight_finishes(
+    tmp_path: Path, run: Callable[..., Proc]
+) -> None:
+    """runserver under relaunch serves on the socket relaunch keeps: across reloads
+    (forked from a checkpoint) no connection is refused or fails, and a request in
+    flight at a reload is answered by the old process, while the new one serves."""
+    site = make_site(tmp_path, integration=True)
+    (site / "shop" / "urls.py").write_text(SLOW_URLS)
+    write(site / "shop" / "views.py", SLOW_VIEWS)
+    port = free_port()
+    p = runserver(run, site, port, "--verbosity", "2")
+    first = pid_of(wait_for_body(port, r"value=1 pid=\d+", "/shop/").group(0))
+    p.expect(r"keeping the listening socket tcp/\d+ 127\.0\.0\.1 \d+ across restarts", stream="err")
+    slow: list[tuple[int, str]] = []
+    asker = threading.Thread(target=lambda: slow.append(get(port, "/shop/slow/")))
+    with Polling(port, "/shop/") as polling:
+        for n in (2, 3, 4):
+            if n == 3:
+                asker.start()
+                p.expect("slow view started")
+            write(site / "shop" / "views.py", SLOW_VIEWS.replace("VALUE = 1", f"VALUE = {n}"))
+            wait_for_body(port, rf"value={n} pid=\d+", "/shop/")
+        asker.join(timeout=30)
+    assert slow and slow[0][0] == 200 and "slow value=2" in slow[0][1], slow
+    assert polling.served > 10 and polling.failures == []
+    p.expect(r"reload #3: shop/views.py changed", stream="err")
+    # Each process is a new one: the socket was handed on, not served by one process.
+    assert pid_of(get(port, "/shop/")[1]) != first
+    assert p.err.count("Error: That port is already in use") == 0
+
+
+def test_runserver_whose_new_code_fails_refuses_then_serves_the_fix(
+    tmp_path: Path, run: Callable[..., Proc]
+) -> None:
+    """When the new code cannot start, relaunch lets go of the kept socket: clients are
+    refused, as without relaunch, rather than left waiting; the fix binds it again."""
+    site = make_site(tmp_path, integration=True)
+    port = free_port()
+    p = runserver(run, site, port, "--verbosity", "2")
+    wait_for_body(port, r"value=1 pid=\d+", "/shop/")
+    write(site / "shop" / "views.py", SHOP_VIEWS + "\nVALUE = (\n")
+    p.expect(r"SyntaxError", stream="err")
+    p.expect(r"let go of the listening socket .*: its new process failed", stream="err")
+
+    def refused() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                return False
+        except ConnectionRefusedError:
+            return True
+
+    wait_until(refused)
+    write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", "VALUE = 2"))
+    wait_for_body(port, r"value=2 pid=\d+", "/shop/")
+    assert p.err.count("keeping the listening socket") == 2
 
 
 # -- gunicorn under relaunch run: the preflight loads the URLconf ----------------------

@@ -250,8 +250,9 @@ class Polling:
     """GET / in a loop on a thread while the ``with`` block runs; every refused or failed
     request goes to ``failures``."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, path: str = "/") -> None:
         self.port = port
+        self.path = path
         self.failures: list[str] = []
         self.served = 0
         self.stop = threading.Event()
@@ -261,7 +262,7 @@ class Polling:
         deadline = time.monotonic() + 120
         while not self.stop.is_set() and time.monotonic() < deadline:
             try:
-                status, _ = get(self.port)
+                status, _ = get(self.port, self.path)
                 if status != 200:
                     self.failures.append(f"status {status}")
                 self.served += 1

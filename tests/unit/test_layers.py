@@ -8,10 +8,10 @@ module-level imports and imports inside functions (lazy ones) are read.
 Layers, low to high; a module may import from its own layer and the ones below:
 
 0. ``base``: helpers that import nothing of relaunch above them (``oslayer``,
-   ``pathtext``, ``command``, ``pycache``, ``config``, ``preflight``, ``state``) and
-   the standard-library-only code run in other processes (bootstrap, zygote server,
-   Werkzeug hook, guardian), which the run layer imports (``installed_roots``) or
-   runs by path.
+   ``pathtext``, ``command``, ``pycache``, ``config``, ``preflight``, ``state``,
+   ``held``) and the standard-library-only code run in other processes (bootstrap,
+   zygote server, Werkzeug hook, guardian), which the run layer imports
+   (``installed_roots``) or runs by path.
 1. ``watch``: what is watched, the events, settling.
 2. ``run``: the supervisor, the child, warm restarts, releases; beside it the other
    loops built on the watch layer: ``inprocess`` (a program reloading itself) and
@@ -55,6 +55,7 @@ LAYER_OF = {
     "relaunch.config": "base",
     "relaunch.preflight": "base",
     "relaunch.state": "base",
+    "relaunch.held": "base",
     "relaunch._inside": "base",
     "relaunch._inside.bootstrap": "base",
     "relaunch._inside.zygote_server": "base",

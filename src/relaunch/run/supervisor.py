@@ -50,6 +50,7 @@ from .frontend import Failure, FrontEnd
 from .guardian import Guardian
 from .inputs import install_signals, read_terminal
 from .interpreter import interpreter_info
+from .keeper import SocketKeeper
 from .names import names
 from .options import Options
 from .release_swap import ReleaseSwap
@@ -80,13 +81,16 @@ class Supervisor:
         releases: ReleaseSwap | None = None,
         pass_fds: tuple[int, ...] = (),
         extra_env: Mapping[str, str] | None = None,
+        keeper: SocketKeeper | None = None,
     ) -> None:
         """``strategy``: how restarts start the program (built once its interpreter is
         known); ``driver``: how a server is told to reload; ``frontend``: what
         ``serve`` adds; ``releases``: the deploy symlinks to follow (a swap moves
         relaunch into the new release and restarts the program); ``pass_fds``: kept
         open in the program's processes; ``extra_env``: environment variables every
-        process of the program gets (the subcommand asks the integrations for them)."""
+        process of the program gets (the subcommand asks the integrations for them);
+        ``keeper``: holds the listening sockets the program hands over (runserver's),
+        so its processes overlap at a restart and no connection is refused."""
         self.command = command
         self.watchset = watchset
         self.options = options = options or Options()
@@ -126,7 +130,12 @@ class Supervisor:
         self._failure = Failure()
         # Every process of this run inherits the token: the guardian finds them by it.
         self.run_token = secrets.token_hex(8)
-        self.extra_env = {**(extra_env or {}), "_RELAUNCH_RUN": self.run_token}
+        self.keeper = keeper
+        self.extra_env = {
+            **(extra_env or {}),
+            **(keeper.env if keeper is not None else {}),
+            "_RELAUNCH_RUN": self.run_token,
+        }
         self._failed_files: set[str] = set()
         self.up = UpReport(lambda: self.strategy.started_how(ran_known=self.frontend is not None))
         self.clean_exits = CleanExits(options.on_exit)
@@ -356,13 +365,20 @@ class Supervisor:
         self.up.expect(self.reloads, why, since or time.monotonic())
         self._restart_at = None
         self.requests.at = None
-        self._stop_child(overlap=self.frontend is not None and self.state == "running")
+        self._stop_child(overlap=self.state == "running" and self._socket_held())
         self._start_child()
+
+    def _socket_held(self) -> bool:
+        """Whether the listening socket outlives the child (serve's, or one kept): then
+        the next child can start while this one finishes its requests."""
+        return self.frontend is not None or (self.keeper is not None and self.keeper.holding())
 
     def _on_exit(self, generation: int, code: int | None) -> None:
         if generation != self.generation or self.child is None:
             return  # an old child, stopped on purpose
         lived = time.monotonic() - self.child.started_at
+        if self.keeper is not None:
+            self.keeper.release()  # nothing serves on it: refuse, rather than keep waiting
         # Said first: stopping what it left in its group may take the whole grace period.
         self._report_exit(code, lived)
         self._stop_child()  # SIGTERM, then SIGKILL, what it left in its group
@@ -398,6 +414,8 @@ class Supervisor:
         self.driver.close()
         if self.frontend is not None:
             self.frontend.close()
+        if self.keeper is not None:
+            self.keeper.close()
         self.files.close()
         if self.guardian is not None:
             self.guardian.close()

@@ -18,6 +18,7 @@ from ..watch.watchset import WatchSet
 from .common import add_noise_options, add_settings_options, watchset_from_settings
 
 if TYPE_CHECKING:
+    from ..run.keeper import SocketKeeper
     from ..run.supervisor import Supervisor
 
 __all__ = ["HELP", "NAME", "build_watchset", "configure", "main", "make_supervisor"]
@@ -140,6 +141,20 @@ def follow_releases(values: dict[str, Any], command: Command) -> dict[str, Any]:
     return {"releases": ReleaseSwap(releases, fresh_watchset)}
 
 
+def make_keeper(command: Command) -> SocketKeeper | None:
+    """The keeper of the listening sockets a Python program hands over (runserver's,
+    through the Django integration); None where open sockets cannot be passed."""
+    if not command.is_python or oslayer.fd_passing_socket_type() is None:
+        return None
+    from ..run.keeper import SocketKeeper
+
+    try:
+        return SocketKeeper()
+    except OSError as exc:
+        log.debug("cannot keep listening sockets across restarts: %s", exc)
+        return None
+
+
 def make_supervisor(
     command: Command,
     watchset: WatchSet,
@@ -200,7 +215,13 @@ def main(args: argparse.Namespace) -> int:
     releases = follow_releases(values, command)
     restart = resolve_restart(settings.restart, command)  # once: it may warn
     supervisor = make_supervisor(
-        command, watchset, settings, restart=restart, driver=driver, **releases
+        command,
+        watchset,
+        settings,
+        restart=restart,
+        driver=driver,
+        keeper=make_keeper(command),
+        **releases,
     )
     if command.is_python:
         mode = f"Python program, watching its imports, {restart} restarts"

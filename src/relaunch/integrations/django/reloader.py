@@ -5,7 +5,9 @@
 
 * ``restart_with_reloader`` (the restart loop, in the process the user started):
   replaced by an exec of relaunch's supervisor running the same command;
-* ``get_reloader`` (in the server process): returns a :class:`RelaunchReloader`.
+* ``get_reloader`` (in the server process): returns a :class:`RelaunchReloader`;
+* ``start_django`` (in the server process, which it starts serving): under relaunch,
+  runserver serves on the listening socket relaunch keeps (:mod:`.heldserver`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def install() -> None:
     autoreload._relaunch_installed = True
     autoreload.get_reloader = get_reloader
     autoreload.restart_with_reloader = restart_with_reloader
+    autoreload.start_django = _start_django(autoreload.start_django)
     if relaunch.is_child():
         # Under relaunch run, this process is the server: Django must not start its own
         # restart loop (relaunch run also sets this for commands it sees are runserver).
@@ -65,6 +68,22 @@ def get_reloader() -> RelaunchReloader:
     if relaunch.is_child():
         _start_in_main_thread()
     return RelaunchReloader()
+
+
+def _start_django(start: Any) -> Any:
+    """Django's ``start_django``, making runserver keep its socket under relaunch."""
+
+    def start_django(reloader: Any, main_func: Any, *args: Any, **kwargs: Any) -> Any:
+        if relaunch.is_child():
+            # Here, not at the top: Django's server module reads the settings as it loads.
+            from . import heldserver
+
+            command = getattr(main_func, "__self__", None)
+            if heldserver.applies(command):
+                main_func = heldserver.serve_on_kept_socket(command, main_func)
+        return start(reloader, main_func, *args, **kwargs)
+
+    return start_django
 
 
 def _start_in_main_thread() -> None:
@@ -78,6 +97,7 @@ def _start_in_main_thread() -> None:
     * the URLconf, so the views: Django's checks would import it in that thread. A
       failure is left to Django's own checks, which import the URLconf again and
       report it as runserver does."""
+    from . import heldserver  # noqa: F401  (loaded here: a checkpoint keeps it)
     from .devserver import load_urlconf
 
     if early.is_runserver_process(sys.argv):
