@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -332,11 +333,20 @@ if sys.argv[1] == "early":
         stand_in.check = counted
     early.import_migrations_early()
     devserver.load_urlconf()
+    for path in sys.argv[2:]:  # written after the early checks (a package each)
+        os.makedirs(path, exist_ok=True)
+        for name in ("__init__.py", "tags.py"):
+            with open(os.path.join(path, name), "w") as f:
+                f.write("from django import template\\nregister = template.Library()\\n")
 else:  # Django's own run, every check after the URLconf (its own order is a set's)
     from django.urls import get_resolver
 
     get_resolver().url_patterns
-messages = sorted(f"{m.id} {m.obj} {m.msg}" for m in checks.run_checks())
+import re  # an object's address differs between two processes
+
+messages = sorted(
+    re.sub(" at 0x[0-9a-f]+", "", f"{m.id} {m.obj} {m.msg}") for m in checks.run_checks()
+)
 print(json.dumps({"messages": messages, "reran": sorted(reran)}))
 """
 
@@ -364,16 +374,134 @@ admin.site.register(Product, BrokenAdmin)
 """
 
 
-def run_checks(site: Path, how: str) -> dict[str, list[str]]:
+def run_checks(site: Path, how: str, *packages: str) -> dict[str, list[str]]:
     import json
     import subprocess
 
     done = subprocess.run(
-        [PY, "-c", CHECKS_SCRIPT, how], cwd=site, capture_output=True, text=True, timeout=120
+        [PY, "-c", CHECKS_SCRIPT, how, *packages],
+        cwd=site,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, list[str]] = json.loads(done.stdout.splitlines()[-1])
     return result
+
+
+TAGS = "from django import template\n\nregister = template.Library()\n"
+
+
+def test_the_early_template_check_finds_what_djangos_own_run_finds(site: Path) -> None:
+    """Two apps with a tag library of the same name: the template check's warning, from
+    the early run as from Django's own. A tag library package created after the early
+    checks (here, in the same process) has the template check run again."""
+    for app in ("shop", "blog"):
+        (site / app / "templatetags").mkdir()
+        (site / app / "templatetags" / "__init__.py").write_text("")
+        (site / app / "templatetags" / "tags.py").write_text(TAGS)
+    djangos = run_checks(site, "django")
+    ours = run_checks(site, "early")
+    assert any("templates.W003" in m for m in djangos["messages"]), djangos
+    assert ours["messages"] == djangos["messages"] and ours["reran"] == []
+    # Another app's tag library, created once the early checks ran: found.
+    (site / "shop" / "templatetags" / "tags.py").unlink()
+    (site / "shop" / "templatetags" / "__init__.py").unlink()
+    (site / "shop" / "templatetags").rmdir()
+    assert not any("templates.W003" in m for m in run_checks(site, "early")["messages"])
+    later = run_checks(site, "early", str(site / "shop" / "templatetags"))
+    assert any("templates.W003" in m for m in later["messages"]), later
+    assert "check_templates" in later["reran"] or (
+        "check_for_template_tags_with_the_same_name" in later["reran"]
+    )
+
+
+MIGRATIONS_SCRIPT = """\
+import json, os, sys
+import django
+
+os.environ["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
+django.setup()
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+if sys.argv[1] == "early":
+    from relaunch.integrations.django import early
+
+    early.import_migrations_early()
+if len(sys.argv) > 2:  # a migration file written after the early import
+    with open(sys.argv[2], "w") as f:
+        f.write(sys.argv[3])
+# What runserver's migration check does.
+executor = MigrationExecutor(connection)
+plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+import shop.migrations
+
+print(json.dumps({
+    "disk": sorted(f"{app}.{name}" for app, name in executor.loader.disk_migrations),
+    "unmigrated": sorted(executor.loader.unmigrated_apps),
+    "plan": [f"{migration.app_label}.{migration.name}" for migration, _ in plan],
+    "runs": shop.migrations.RUNS,
+}))
+"""
+
+# Counts its runs: importlib.reload() runs it again in the same module namespace.
+COUNTING_MIGRATIONS_INIT = "RUNS = globals().get('RUNS', 0) + 1\n"
+
+SECOND_MIGRATION = """\
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("shop", "0001_initial")]
+    operations = []
+"""
+
+
+def run_migration_check(site: Path, how: str, *write: str) -> dict[str, Any]:
+    import json
+    import subprocess
+
+    done = subprocess.run(
+        [PY, "-c", MIGRATIONS_SCRIPT, how, *write],
+        cwd=site,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def test_the_migration_check_takes_what_the_early_import_found_unless_it_changed(
+    site: Path,
+) -> None:
+    """runserver's migration check, after the early import of the migrations, finds
+    what Django's own check finds, without looking at the disk again (the packages run
+    once, as in a plain runserver); a migration file written after the early import is
+    found, as Django's own look would (and the packages are reloaded, as Django does)."""
+    import subprocess
+
+    subprocess.run(
+        [PY, "manage.py", "makemigrations", "shop"],
+        cwd=site,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (site / "shop" / "migrations" / "__init__.py").write_text(COUNTING_MIGRATIONS_INIT)
+    djangos = run_migration_check(site, "django")
+    ours = run_migration_check(site, "early")
+    assert "shop.0001_initial" in djangos["disk"] and "shop.0001_initial" in djangos["plan"]
+    assert ours == djangos
+    assert ours["runs"] == 1
+    second = str(site / "shop" / "migrations" / "0002_more.py")
+    later = run_migration_check(site, "early", second, SECOND_MIGRATION)
+    assert "shop.0002_more" in later["disk"] and "shop.0002_more" in later["plan"]
+    assert later["runs"] == 2  # looked again, as Django does: reloaded
+    assert later == run_migration_check(site, "django") | {"runs": 2}
 
 
 @pytest.mark.parametrize("urlconf_registers", [False, True])

@@ -11,19 +11,24 @@ from relaunch.integrations.django import early
 
 
 @pytest.mark.parametrize(
-    ("argv", "expected"),
+    ("argv", "runserver", "checks"),
     [
-        (["manage.py", "runserver"], True),
-        (["manage.py", "runserver", "0.0.0.0:8000", "--noreload"], True),
-        (["/venv/lib/django/__main__.py", "runserver"], True),  # python -m django runserver
-        (["manage.py", "runserver", "--skip-checks"], False),  # no checks to run early
-        (["manage.py", "migrate"], False),
-        (["manage.py", "runserver_plus"], False),
-        (["runserver"], False),  # argv[0] is the program, not a command
+        (["manage.py", "runserver"], True, True),
+        (["manage.py", "runserver", "0.0.0.0:8000", "--noreload"], True, True),
+        (["/venv/lib/django/__main__.py", "runserver"], True, True),  # python -m django
+        # No checks to run early; the migrations are still imported (runserver's
+        # migration check runs with --skip-checks too).
+        (["manage.py", "runserver", "--skip-checks"], True, False),
+        (["manage.py", "migrate"], False, False),
+        (["manage.py", "runserver_plus"], False, False),
+        (["runserver"], False, False),  # argv[0] is the program, not a command
     ],
 )
-def test_only_a_runserver_that_checks_runs_them_early(argv: list[str], expected: bool) -> None:
-    assert early.is_runserver_process(argv) is expected
+def test_only_a_runserver_that_checks_runs_them_early(
+    argv: list[str], runserver: bool, checks: bool
+) -> None:
+    assert early.is_runserver_process(argv) is runserver
+    assert early.runs_checks(argv) is checks
 
 
 class Check:

@@ -100,8 +100,11 @@ def _start_in_main_thread() -> None:
     from . import heldserver  # noqa: F401  (loaded here: a checkpoint keeps it)
     from .devserver import load_urlconf
 
-    if early.is_runserver_process(sys.argv):
+    if early.runs_checks(sys.argv):
         early.check_models_early()
+    if early.is_runserver_process(sys.argv):
+        # Not checks: runserver creates the engines and runs its migration check (which
+        # imports the migrations) with --skip-checks too.
         early.create_template_engines_early()
         early.import_migrations_early()
     try:
