@@ -572,12 +572,17 @@ class _Checkpoints:
         sock.connect(self.address)
         server = forkserver.ForkServer(sock)
         server.send({"ev": "checkpoint", "pid": self.getpid(), "file": path, "files": files})
+        # Worked out here, once, not in each fork: there, a look at every module (or the
+        # freeing of what was sent) would touch, and so copy, pages it shares with K.
+        del files
+        ours = set(sys.modules) - before  # relaunch's, not the program's
+        del before
         # A collection in a fork would touch, and so copy, every page it shares with K.
         gc.freeze()
         forked = server.serve()
         if forked is not None:
-            for name in set(sys.modules) - before:
-                del sys.modules[name]  # relaunch's, not the program's
+            for name in ours:
+                sys.modules.pop(name, None)
         return forked
 
     def _go_on(self, name: str, path: str, message: Any, report_w: int, control_r: int) -> None:

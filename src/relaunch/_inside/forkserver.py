@@ -12,6 +12,14 @@ Both obey the same JSON lines on a Unix socket to the supervisor:
 It exits (``serve`` returns None) when the socket closes. Single-threaded on purpose:
 a fork copies only the calling thread. Standard library only, loaded by path (by the
 zygote and by the bootstrap), like the bootstrap.
+
+A spare: a fork of a process of tens of megabytes takes milliseconds (its page tables
+are copied), and a reload waited for it. So the server keeps one child forked ahead,
+waiting on a socket pair for its fork message and descriptors (:meth:`_make_spare`,
+:data:`SPARE_AFTER` seconds after the server started or last forked); a fork request
+hands them to it, and the server answers at once. The spare is a copy of the server as
+it is between requests, as a fork made then would be. Any other op (the zygote's
+preloading changes what it holds) discards the spare, as does the server's exit.
 """
 
 from __future__ import annotations
@@ -22,12 +30,18 @@ import selectors
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ForkServer", "Forked"]
+__all__ = ["SPARE_AFTER", "ForkServer", "Forked"]
 
 Forked = tuple[dict[str, Any], int, int]  # (the fork message, report_w, control_r)
+
+# Seconds a server waits, after it started or last forked, before it forks a spare: not
+# while the child just forked is starting (the two would share the CPU).
+SPARE_AFTER = 0.3
+_MAX_FORK_MESSAGE = 1 << 20
 
 
 class ForkServer:
@@ -46,6 +60,9 @@ class ForkServer:
         self.forked: Forked | None = None
         self._old_wakeup = -1
         self._old_sigchld: Any = signal.SIG_DFL
+        self.spare_pid: int | None = None
+        self._spare_sock: socket.socket | None = None
+        self._spare_due: float | None = time.monotonic() + SPARE_AFTER
 
     def send(self, message: dict[str, Any]) -> None:
         try:
@@ -61,6 +78,9 @@ class ForkServer:
                 return
             if pid == 0:
                 return
+            if pid == self.spare_pid:
+                self._forget_spare()  # it died waiting: nobody's child yet
+                continue
             self.send({"ev": "exit", "pid": pid, "status": status})
 
     def _fork(self, message: dict[str, Any], fds: list[int]) -> None:
@@ -68,6 +88,9 @@ class ForkServer:
             for fd in fds:
                 os.close(fd)
             self.send({"ev": "error", "why": "fork needs two descriptors"})
+            return
+        self._spare_due = time.monotonic() + SPARE_AFTER
+        if self._use_spare(message, fds):
             return
         sys.stdout.flush()
         sys.stderr.flush()
@@ -98,6 +121,72 @@ class ForkServer:
         self.sock.close()
         os.close(self.wake_r)
         os.close(self.wake_w)
+        if self._spare_sock is not None:
+            self._spare_sock.close()  # the server's end, to the spare before this one
+            self._spare_sock = None
+        self.spare_pid = None
+
+    # -- the spare -------------------------------------------------------------------
+
+    def _make_spare(self) -> None:
+        """Fork the spare. Returns in the server; in the spare, once given its fork
+        message, with ``self.forked`` set (``serve`` then returns it)."""
+        self._spare_due = None
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            self._leave()
+            forked = _await_fork_message(theirs)
+            theirs.close()
+            if forked is None:
+                os._exit(0)  # the server let go of it, or is gone
+            self.forked = forked
+            return
+        theirs.close()
+        try:
+            os.setpgid(pid, pid)  # as for a fork (see _fork)
+        except OSError:
+            pass
+        self.spare_pid, self._spare_sock = pid, ours
+
+    def _use_spare(self, message: dict[str, Any], fds: list[int]) -> bool:
+        """Hand a fork request to the spare; False if there is none (or it is gone)."""
+        pid, sock = self.spare_pid, self._spare_sock
+        if pid is None or sock is None:
+            return False
+        self.spare_pid = self._spare_sock = None  # it becomes a child like any other
+        try:
+            socket.send_fds(sock, [(json.dumps(message) + "\n").encode()], fds)
+        except OSError:
+            sock.close()
+            _kill(pid)
+            return False
+        sock.close()
+        for fd in fds:
+            os.close(fd)
+        self.send({"ev": "forked", "pid": pid})
+        return True
+
+    def _forget_spare(self) -> None:
+        self.spare_pid = None
+        if self._spare_sock is not None:
+            self._spare_sock.close()
+            self._spare_sock = None
+        if self._spare_due is None:
+            self._spare_due = time.monotonic() + SPARE_AFTER
+
+    def _drop_spare(self) -> None:
+        """The server changes (or exits): its spare, a copy of what it was, goes."""
+        pid = self.spare_pid
+        self._forget_spare()  # its end of the pair closed: the spare exits at the EOF
+        if pid is not None:
+            _kill(pid)
 
     def _handle(self, line: bytes) -> None:
         try:
@@ -106,13 +195,16 @@ class ForkServer:
             return
         if not isinstance(message, dict):
             return
-        fds, self.pending_fds = self.pending_fds, []
         if message.get("op") == "fork":
+            # Only a fork brings descriptors, two each, in order. They come with its
+            # first byte, which one read may return behind another op's line: they are
+            # not that line's.
+            fds, self.pending_fds = self.pending_fds[:2], self.pending_fds[2:]
             self._fork(message, fds)
             return
-        for fd in fds:
-            os.close(fd)
         if self.on_op is not None:
+            self._drop_spare()
+            self._spare_due = time.monotonic() + SPARE_AFTER
             self.on_op(message)
 
     def serve(self) -> Forked | None:
@@ -124,10 +216,19 @@ class ForkServer:
         self.selector.register(self.sock, selectors.EVENT_READ)
         self.selector.register(self.wake_r, selectors.EVENT_READ)
         while True:
-            for key, _ in self.selector.select():
+            due = self._spare_due
+            timeout = None if due is None else max(0.0, due - time.monotonic())
+            ready = self.selector.select(timeout)
+            if not ready and self._spare_due is not None and self.spare_pid is None:
+                self._make_spare()
+                if self.forked is not None:
+                    return self.forked  # in the spare, given its fork message
+                continue
+            for key, _ in ready:
                 if key.fileobj is self.sock:
                     data, fds, _flags, _addr = socket.recv_fds(self.sock, 1 << 16, 8)
                     if not data:
+                        self._drop_spare()
                         return None  # the supervisor is gone
                     self.pending_fds.extend(fds)
                     self.buffer += data
@@ -142,3 +243,37 @@ class ForkServer:
                     except BlockingIOError:
                         pass
                     self.reap()
+
+
+def _await_fork_message(sock: socket.socket) -> Forked | None:
+    """In the spare: wait for the fork message and its two descriptors; None at the end
+    of the stream (or anything else than that)."""
+    buffer = b""
+    fds: list[int] = []
+    while b"\n" not in buffer and len(buffer) < _MAX_FORK_MESSAGE:
+        try:
+            data, more, _flags, _addr = socket.recv_fds(sock, 1 << 16, 8)
+        except OSError:
+            data, more = b"", []
+        fds.extend(more)
+        if not data:
+            break
+        buffer += data
+    try:
+        message = json.loads(buffer.split(b"\n", 1)[0]) if b"\n" in buffer else None
+    except ValueError:
+        message = None
+    if not isinstance(message, dict) or len(fds) != 2:
+        for fd in fds:
+            os.close(fd)
+        return None
+    return (message, fds[0], fds[1])
+
+
+def _kill(pid: int) -> None:
+    """Kill and reap a spare (the server's own child)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass

@@ -1,0 +1,148 @@
+"""The fork server's spare (relaunch/_inside/forkserver.py), with real processes: a
+fork request is served by a child forked ahead, which runs as a fork made then would;
+another op discards the spare (the zygote's preloading changes what it holds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Collection, Iterator
+from pathlib import Path
+
+import pytest
+
+from relaunch import oslayer
+
+pytestmark = pytest.mark.skipif(not oslayer.CAN_FORK, reason="needs fork()")
+
+FORKSERVER = Path(__file__).parents[2] / "src" / "relaunch" / "_inside" / "forkserver.py"
+
+# The server: STATE is what it holds; an op "set" changes it (as the zygote's preloading
+# does). A forked child writes its pid, its parent and STATE to the report pipe.
+SERVER = """\
+import importlib.util, json, os, socket, sys
+
+spec = importlib.util.spec_from_file_location("forkserver", sys.argv[1])
+forkserver = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(forkserver)
+STATE = {"value": "first"}
+
+def on_op(message):
+    STATE["value"] = message["value"]
+
+sock = socket.socket(fileno=int(sys.argv[2]))
+forked = forkserver.ForkServer(sock, on_op).serve()
+if forked is None:
+    sys.exit(0)
+message, report_w, control_r = forked
+os.write(report_w, json.dumps([os.getpid(), os.getppid(), STATE["value"]]).encode())
+os._exit(0)
+"""
+
+
+class Server:
+    def __init__(self) -> None:
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(FORKSERVER), str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+        )
+        theirs.close()
+        self.sock.settimeout(10)
+        self.buffer = b""
+
+    def children(self) -> set[int]:
+        path = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
+        with open(path) as f:
+            return {int(p) for p in f.read().split()}
+
+    def wait_for_spare(self, *, besides: Collection[int] = ()) -> set[int]:
+        """The server's children once one (not in ``besides``) is there: the spare."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = self.children() - set(besides)
+            if found:
+                return found
+            time.sleep(0.02)
+        raise AssertionError("no spare was forked")
+
+    def read(self) -> dict[str, object]:
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(4096)
+            assert chunk, "the fork server went away"
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        message: dict[str, object] = json.loads(line)
+        return message
+
+    def fork(self) -> tuple[int, list[object]]:
+        report_r, report_w = os.pipe()
+        control_r, control_w = os.pipe()
+        socket.send_fds(self.sock, [b'{"op": "fork", "hot": []}\n'], [report_w, control_r])
+        os.close(report_w)
+        os.close(control_r)
+        answer = self.read()
+        while answer["ev"] == "exit":  # a child forked before has exited
+            answer = self.read()
+        assert answer["ev"] == "forked", answer
+        with os.fdopen(report_r, "rb") as report:
+            said: list[object] = json.loads(report.read())
+        os.close(control_w)
+        pid = answer["pid"]
+        assert isinstance(pid, int)
+        return pid, said
+
+    def close(self) -> None:
+        self.sock.close()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    s = Server()
+    try:
+        yield s
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+        s.proc.wait(timeout=10)
+        s.sock.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_fork_is_served_by_the_spare_forked_ahead(server: Server) -> None:
+    spare = server.wait_for_spare()
+    pid, said = server.fork()
+    assert pid in spare  # it existed before the request
+    assert said == [pid, server.proc.pid, "first"]
+    # Another spare follows, then serves the next request; without one, a plain fork.
+    spare = server.wait_for_spare(besides={pid})
+    second, said = server.fork()
+    assert second in spare
+    assert second != pid and said == [second, server.proc.pid, "first"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_another_op_discards_the_spare_so_a_fork_holds_the_new_state(server: Server) -> None:
+    old = server.wait_for_spare()
+    server.sock.sendall(b'{"op": "set", "value": "second"}\n')
+    pid, said = server.fork()  # at once: a plain fork, or a spare made after the op
+    assert said == [pid, server.proc.pid, "second"]
+    assert pid not in old
+    deadline = time.monotonic() + 10
+    while server.children() & old and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not server.children() & old  # the old spare is gone
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_spare_leaves_with_the_server(server: Server) -> None:
+    spare = server.wait_for_spare()
+    server.close()
+    assert server.proc.returncode == 0
+    for pid in spare:
+        assert not oslayer.process_alive(pid)
