@@ -21,6 +21,7 @@ class Facts:
     writing: frozenset[str] = frozenset()
     open_for_write: frozenset[str] = frozenset()
     batch: dict[str, tuple[int, int]] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)  # where every write raises one
     asked_open: list[str] = field(default_factory=list)
 
     def state_now(self, path: str) -> tuple[int, int] | None:
@@ -35,6 +36,9 @@ class Facts:
 
     def batch_state(self, path: str) -> tuple[int, int] | None:
         return self.batch.get(path)
+
+    def event_ns(self, path: str) -> int | None:
+        return self.events.get(path)
 
 
 def verdict(seen: dict[str, tuple[int, int]], facts: Facts) -> object:
@@ -88,3 +92,27 @@ def test_a_file_written_just_now_is_looked_at_again_once_quiet() -> None:
     assert isinstance(result, LookAgain)
     # Quiet for the settle period, plus a tick of file-time lag, after the write.
     assert 0 < result.after <= (QUIET + 20_000_000) / S
+
+
+def test_a_file_time_may_lag_so_a_file_written_lately_is_looked_at_again() -> None:
+    # 12 ms ago by its file time: quiet for 10 ms, but the time may lag by a tick.
+    seen = {"/p/msg.py": (NOW - 12 * S // 1000, 15)}
+    result = verdict(seen, Facts(on_disk=dict(seen)))
+    assert isinstance(result, LookAgain) and 0.017 < result.after <= 0.018
+
+
+def test_where_every_write_raises_an_event_its_last_event_says_when_it_was_written() -> None:
+    written = NOW - 12 * S // 1000
+    seen = {"/p/msg.py": (written, 15)}
+    # The event came just after the write, 12 ms ago: quiet for 10 ms, served at once.
+    facts = Facts(on_disk=dict(seen), events={"/p/msg.py": written + S // 10_000})
+    assert verdict(seen, facts) == Serve()
+    # An event later than the file time (another write, its time lagging): it counts.
+    facts = Facts(on_disk=dict(seen), events={"/p/msg.py": NOW - 4 * S // 1000})
+    result = verdict(seen, facts)
+    assert isinstance(result, LookAgain) and 0.005 < result.after <= 0.006
+    # A file time later than its last event (that event still on its way): it counts.
+    late = {"/p/msg.py": (NOW - 3 * S // 1000, 15)}
+    facts = Facts(on_disk=dict(late), events={"/p/msg.py": NOW - 60 * S})
+    result = verdict(late, facts)
+    assert isinstance(result, LookAgain) and 0.006 < result.after <= 0.007

@@ -72,6 +72,7 @@ class WatchedFiles:
         self.releases = releases
         self.on_release_switched = on_release_switched
         self.child_started_ns = 0
+        self.event_ns: dict[str, int] = {}  # file -> when its last event came (wall clock)
         self._touched_folders: set[str] = set()  # folder events since the last refresh
         self._watch_dirty_at: float | None = None
         self._unwatched: set[str] = set()  # added to the watch set, not yet to the watcher
@@ -149,6 +150,10 @@ class WatchedFiles:
                 relevant.extend(f for f in self.watchset.files() if is_within(f, path))
         if relevant:
             self.settler.add(relevant, when)
+            # On the wall clock, as file times are (``when`` is monotonic).
+            wall = time.time_ns() - int((time.monotonic() - when) * 1e9)
+            for path in relevant:
+                self.event_ns[path] = wall
 
     def _release_switched(self, link: str, old: str, target: str) -> None:
         assert self.releases is not None

@@ -34,6 +34,7 @@ __all__ = [
     "TakeOver",
     "Verdict",
     "judge",
+    "last_written_ns",
     "moved_since_loaded",
 ]
 
@@ -75,6 +76,10 @@ class LoadFacts(Protocol):
     def batch_state(self, path: str) -> tuple[int, int] | None:
         """What the batch that started the process saw of the file, if anything."""
 
+    def event_ns(self, path: str) -> int | None:
+        """When the last event for the file came (wall clock), where every write raises
+        one at once (inotify); None where not, or if none came."""
+
 
 def moved_since_loaded(seen: Seen, facts: LoadFacts, *, now_ns: int, max_wait_ns: int) -> list[str]:
     """The files of ``seen`` the process may hold a torn copy of, sorted."""
@@ -95,14 +100,25 @@ def moved_since_loaded(seen: Seen, facts: LoadFacts, *, now_ns: int, max_wait_ns
     return sorted(moved)
 
 
+def last_written_ns(path: str, then: tuple[int, int], facts: LoadFacts) -> int:
+    """The latest a file the process read (``then``: its mtime and size then) can have
+    been written, as far as can be told: by its file time, which may lag the clock by a
+    tick; where every write raises an event at once, by its last event too, which
+    comes after the write (the later of the two, should an event still be on its way)."""
+    event = facts.event_ns(path)
+    if event is None:
+        return then[0] + MTIME_SLACK_NS
+    return max(event, then[0])
+
+
 def judge(seen: Seen, facts: LoadFacts, *, now_ns: int, quiet_ns: int, max_wait_ns: int) -> Verdict:
-    """Serve it, look again later, or replace it (see the module's docstring). File
-    times may lag the clock by a tick: quiet means ``quiet_ns`` plus that tick."""
+    """Serve it, look again later, or replace it (see the module's docstring): serve once
+    every file it read has been quiet for ``quiet_ns`` (see :func:`last_written_ns`)."""
     moved = moved_since_loaded(seen, facts, now_ns=now_ns, max_wait_ns=max_wait_ns)
     if moved:
         return Replace(moved)
-    newest = max((then[0] for then in seen.values()), default=0)
-    wait = max(0.0, (newest + quiet_ns + MTIME_SLACK_NS - now_ns) / 1e9)
+    newest = max((last_written_ns(p, then, facts) for p, then in seen.items()), default=0)
+    wait = max(0.0, (newest + quiet_ns - now_ns) / 1e9)
     return LookAgain(wait) if wait > 0 else Serve()
 
 
@@ -178,3 +194,8 @@ class TakeOver:
 
     def batch_state(self, path: str) -> tuple[int, int] | None:
         return self.files.fingerprints.state(path)
+
+    def event_ns(self, path: str) -> int | None:
+        if not self.files.watcher.evented(path):
+            return None
+        return self.files.event_ns.get(path)

@@ -405,6 +405,12 @@ class Watcher:
         self.poll_dirs = dirs - self.event_dirs
         self.poller.update(self.poll_dirs, set(files))
 
+    def evented(self, path: str) -> bool:
+        """Whether every write of ``path`` raises an event at once (its folder watched by
+        inotify): then the last event for it is when it was last written, give or take
+        the time to read the event. (watchfiles debounces; polling looks now and then.)"""
+        return isinstance(self.native, _InotifyBackend) and os.path.dirname(path) in self.event_dirs
+
     def being_written(self) -> frozenset[str]:
         """The watched files being written in place now (modified, not closed yet): only
         inotify can tell; elsewhere, none."""
