@@ -119,6 +119,16 @@ def test_admit_replaces_the_older_checkpoint_before_the_same_file() -> None:
     assert dropped == [old]
 
 
+def test_admit_keeps_no_checkpoint_out_of_date_on_arrival_and_it_replaces_nothing() -> None:
+    # A hello that came late, after an edit of a file that ran before it: the one
+    # parked since, before the same file, stays.
+    good = point("/p/views.py", 12, 1)
+    late = point("/p/views.py", 12, 2, spoiled="/p/admin.py changed, and it ran before")
+    kept, dropped = admit([good], late)
+    assert kept == [good]
+    assert dropped == [late]
+
+
 def test_admit_keeps_at_most_the_cap_dropping_the_oldest() -> None:
     points = [point(f"/p/f{i}.py", i, i) for i in range(MAX_CHECKPOINTS)]
     new = point("/p/new.py", 1, 99)

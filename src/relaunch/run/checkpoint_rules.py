@@ -164,7 +164,10 @@ def admit(
     kept: Sequence[Checkpoint], new: Checkpoint, cap: int = MAX_CHECKPOINTS
 ) -> tuple[list[Checkpoint], list[Checkpoint]]:
     """Keep ``new``: it replaces an older one before the same file; past ``cap``, the
-    oldest go. Returns (kept, dropped)."""
+    oldest go. One already out of date on arrival (a file it ran changed before its
+    hello came) is not kept, and replaces nothing. Returns (kept, dropped)."""
+    if new.spoiled:
+        return list(kept), [new]
     dropped = [c for c in kept if c.file == new.file]
     out = [c for c in kept if c.file != new.file] + [new]
     out.sort(key=lambda c: c.serial)

@@ -251,6 +251,14 @@ class Checkpointing(Warm):
         self.checkpoints, dropped = admit(self.checkpoints, checkpoint)
         for old in dropped:
             self._close(old)
+        if checkpoint.spoiled:
+            log.debug(
+                "checkpoint %d before %s dropped on arrival: %s",
+                hello.pid,
+                shown_path(hello.file),
+                checkpoint.spoiled,
+            )
+            return
         log.debug(
             "checkpoint %d parked before %s (%d modules ran before it)",
             hello.pid,
