@@ -407,28 +407,37 @@ def test_deleted_module_fails_then_recreated_recovers(
     assert reloads(r) == 3, r.output()
 
 
+# The watch request goes to relaunch on the pipe the import reports went on before it:
+# once relaunch watches that one more file, it has the package's modules as imported
+# (with -w ., the folder's files alone already make three).
 PKG_APP = """\
 import os, time
 from pkg import mod
+import relaunch
+relaunch.watch(os.environ["PKG_APP_MARK"])
 print(f"start value={mod.VALUE}", flush=True)
 time.sleep(3600)
 """
+PKG_FILES = 4  # app.py, pkg/__init__.py, pkg/mod.py and the mark
 
 
-def _pkg_app(root: Path) -> Path:
+def _pkg_app(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     pkg = root / "pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "mod.py").write_text("VALUE = 1\n")
     (root / "app.py").write_text(PKG_APP)
+    mark = root.parent / f"{root.name}-mark.txt"  # outside the project: never touched
+    mark.write_text("")
+    monkeypatch.setenv("PKG_APP_MARK", str(mark))
     return pkg
 
 
 def test_package_folder_renamed_away_and_back(
-    tmp_path: Path, relaunch: Start, mode: list[str]
+    tmp_path: Path, relaunch: Start, mode: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pkg = _pkg_app(tmp_path)
-    r = _start(relaunch, mode, files=3)
+    pkg = _pkg_app(tmp_path, monkeypatch)
+    r = _start(relaunch, mode, files=PKG_FILES)
     away = tmp_path / "pkg_away"
     pkg.rename(away)
     # With -w ., the files now under pkg_away/ are new watched files and are named too.
@@ -446,10 +455,10 @@ def test_package_folder_renamed_away_and_back(
 
 
 def test_package_folder_renamed_away_and_straight_back_changes_nothing(
-    tmp_path: Path, relaunch: Start, mode: list[str]
+    tmp_path: Path, relaunch: Start, mode: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pkg = _pkg_app(tmp_path)
-    r = _start(relaunch, mode, files=3)
+    pkg = _pkg_app(tmp_path, monkeypatch)
+    r = _start(relaunch, mode, files=PKG_FILES)
     away = tmp_path / "pkg_away"
     mark = r.err.mark()
     pkg.rename(away)
@@ -465,10 +474,10 @@ def test_package_folder_renamed_away_and_straight_back_changes_nothing(
 
 
 def test_package_folder_deleted_and_recreated(
-    tmp_path: Path, relaunch: Start, mode: list[str]
+    tmp_path: Path, relaunch: Start, mode: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pkg = _pkg_app(tmp_path)
-    r = _start(relaunch, mode, files=3)
+    pkg = _pkg_app(tmp_path, monkeypatch)
+    r = _start(relaunch, mode, files=PKG_FILES)
     shutil.rmtree(pkg)
     r.expect(reload_line(1, r"pkg/__init__\.py, pkg/mod\.py"), stream="err")
     r.expect(r"error: program exited with code 1", stream="err")
