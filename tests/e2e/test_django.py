@@ -375,20 +375,21 @@ admin.site.register(Product, BrokenAdmin)
 """
 
 
-def run_checks(site: Path, how: str, *packages: str) -> dict[str, list[str]]:
+def run_script(site: Path, script: str, *args: str) -> dict[str, Any]:
+    """Run ``script`` in the project with ``args``; what its last line says (JSON)."""
     import json
     import subprocess
 
     done = subprocess.run(
-        [PY, "-c", CHECKS_SCRIPT, how, *packages],
-        cwd=site,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [PY, "-c", script, *args], cwd=site, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    result: dict[str, list[str]] = json.loads(done.stdout.splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return result
+
+
+def run_checks(site: Path, how: str, *packages: str) -> dict[str, Any]:
+    return run_script(site, CHECKS_SCRIPT, how, *packages)
 
 
 TAGS = "from django import template\n\nregister = template.Library()\n"
@@ -459,19 +460,7 @@ class Migration(migrations.Migration):
 
 
 def run_migration_check(site: Path, how: str, *write: str) -> dict[str, Any]:
-    import json
-    import subprocess
-
-    done = subprocess.run(
-        [PY, "-c", MIGRATIONS_SCRIPT, how, *write],
-        cwd=site,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    return result
+    return run_script(site, MIGRATIONS_SCRIPT, how, *write)
 
 
 def test_the_migration_check_takes_what_the_early_import_found_unless_it_changed(
