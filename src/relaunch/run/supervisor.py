@@ -17,7 +17,10 @@ stopping of old children and their strays (:mod:`.retire`), what it says (:mod:`
 Touched paths are filtered by the watch set, grouped by the settler until the tree
 is quiet, and kept only if their content fingerprint really changed. A surviving
 batch restarts the child: stop its process group (reload hooks, SIGTERM, SIGKILL
-after the grace period), wait until the group is gone, start it again. A child
+after the grace period), wait until the group is gone, start it again. Where the
+listening socket outlives the child (``serve``'s, or one the program handed to the
+:mod:`keeper <.keeper>`: runserver's), the old child is stopped in the background
+while the new one starts, and finishes its requests meanwhile. A child
 that fails is reported and left down until the next change or a manual reload;
 nothing restarts in a loop.
 
