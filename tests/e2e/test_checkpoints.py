@@ -134,6 +134,34 @@ def test_second_edit_of_a_file_is_served_from_a_checkpoint_exactly(
     assert "views4" in cold(root) and "views3" not in cold(root)
 
 
+def test_a_change_no_event_told_of_keeps_the_checkpoint_from_use(
+    tmp_path: Path, relaunch: Start
+) -> None:
+    """A file that ran before the checkpoint changes with no event for its name: it is
+    written in place through a hard link in a folder relaunch does not watch (inotify
+    tells a write to the watch on the folder of the name it was opened by). The look
+    at every file the checkpoints ran, while the next change settles, finds it: the
+    reload does not keep the old code."""
+    root = tmp_path / "app"
+    root.mkdir()
+    make(root)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.link(root / "early.py", elsewhere / "early.py")
+    r = start(relaunch, root)
+    reach_checkpoint(r, root)
+    with open(elsewhere / "early.py", "r+") as f:  # same inode, same size
+        text = f.read()
+        f.seek(0)
+        f.write(text.replace("X = 1", "X = 2"))
+    mark = r.out.mark()
+    views(root, 3)
+    assert state_after(r, mark, 3) == cold(root)
+    assert "X = 2" in (root / "early.py").read_text()
+    r.expect(r"checkpoint before views\.py dropped: early\.py changed", stream="err")
+    assert r.err.count(r"early\.py changed;") == 0  # no reload for it: no event came
+
+
 def test_edit_of_a_file_run_before_the_checkpoint_falls_back_exactly(
     tmp_path: Path, relaunch: Start
 ) -> None:

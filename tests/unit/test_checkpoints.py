@@ -15,6 +15,7 @@ from relaunch.run.checkpoint_rules import (
     parse_hello,
     spoiled_by,
     stale,
+    stale_each,
     thinner,
 )
 
@@ -93,6 +94,26 @@ def test_stale_compares_what_ran_with_the_files_now() -> None:
 def point(file: str, ran: int, serial: int, spoiled: str = "") -> Checkpoint:
     files = {f"/p/m{i}.py": (i, i) for i in range(ran)}
     return Checkpoint(serial, file, files, frozenset(), serial, spoiled=spoiled)
+
+
+def test_stale_each_names_the_out_of_date_ones_looking_at_each_file_once() -> None:
+    looked: list[str] = []
+    disk = {"/p/a.py": (1, 10), "/p/b.py": (2, 20), "/p/c.py": (9, 30)}
+
+    def look(path: str) -> tuple[int, int]:
+        looked.append(path)
+        return disk.get(path, (-1, -1))
+
+    checkpoints = {
+        1: {"/p/a.py": (1, 10), "/p/b.py": (2, 20)},  # as it ran them
+        2: {"/p/a.py": (1, 10), "/p/c.py": (3, 30)},  # c.py written since, same size
+        3: {"/p/gone.py": (4, 40)},
+    }
+    assert stale_each(checkpoints, look) == {
+        2: "/p/c.py changed, and it ran before",
+        3: "/p/gone.py changed, and it ran before",
+    }
+    assert sorted(looked) == ["/p/a.py", "/p/b.py", "/p/c.py", "/p/gone.py"]
 
 
 def test_choose_takes_the_valid_one_that_ran_the_most() -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "shown_path",
     "spoiled_by",
     "stale",
+    "stale_each",
     "thinner",
 ]
 
@@ -134,6 +135,25 @@ def stale(
         if look(path) != seen:
             return f"{shown_path(path)} changed, and it ran before"
     return None
+
+
+def stale_each(
+    checkpoints: Mapping[int, Mapping[str, tuple[int, int]]],
+    look: Callable[[str], tuple[int, int]],
+) -> dict[int, str]:
+    """:func:`stale` for several checkpoints (by serial), each file looked at once: why
+    each out-of-date one is (the valid ones are left out)."""
+    now: dict[str, tuple[int, int]] = {}
+    found: dict[int, str] = {}
+    for serial, files in checkpoints.items():
+        for path, seen in files.items():
+            state = now.get(path)
+            if state is None:
+                state = now[path] = look(path)
+            if state != seen:
+                found[serial] = f"{shown_path(path)} changed, and it ran before"
+                break
+    return found
 
 
 def thinner(files: Collection[str], zygote_files: Collection[str]) -> int:

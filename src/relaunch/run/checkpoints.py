@@ -13,6 +13,12 @@ appeared in a watched folder (an earlier import might find it), no other watched
 file changed (a configuration read at import), no package was installed and the
 interpreter is the same. Otherwise the zygote forks the child (or it starts cold).
 
+Events spoil a checkpoint as they come. Besides, while a batch of changes settles,
+a thread looks at every file each checkpoint ran (:meth:`Checkpointing._look_soon`),
+and the reload that follows waits for that look: an event that never came, or came
+for another name of the file, cannot leave an out-of-date checkpoint in use. The
+settle period hides the look's cost (a few ms for a large project).
+
 This module holds the :class:`Checkpointing` strategy; its decisions (pure,
 unit-tested) are in :mod:`.checkpoint_rules`, the socket the parked processes connect
 to in :mod:`.checkpoint_listener`.
@@ -38,6 +44,7 @@ from .checkpoint_rules import (
     shown_path,
     spoiled_by,
     stale,
+    stale_each,
     thinner,
 )
 from .warm import Warm
@@ -46,6 +53,8 @@ from .zygote import ZYGOTE_SERVER, ForkClient
 __all__ = ["Checkpointing"]
 
 log = logging.getLogger("relaunch")
+
+LOOK_WAIT = 1.0  # seconds a reload waits for the look at the checkpoints' files
 
 
 class Checkpointing(Warm):
@@ -70,11 +79,27 @@ class Checkpointing(Warm):
         self._said_none: list[str] = []  # the hot files when "no checkpoint yet" was said
         self.started_from: Checkpoint | None = None  # what the current child was forked from
         self.ran = 0  # files the current child reported (what it ran after the checkpoint)
+        # The look at every file the checkpoints ran, in a thread while a batch settles.
+        self._look_lock = threading.Lock()
+        self._looking = False
+        self._look_again = False  # a change came while it looked
+        self._looked = threading.Event()
+        self._looked.set()
+        self._found_stale: dict[int, str] = {}  # checkpoint serial -> why
 
     # -- the supervisor's questions --------------------------------------------------
 
     def forker(self) -> ForkClient | None:
         self.started_from = None
+        if not self._looked.wait(LOOK_WAIT):
+            log.debug("the checkpoints' files were not all looked at in time: not using them")
+            for checkpoint in self.checkpoints:
+                checkpoint.spoiled = checkpoint.spoiled or "its files were not looked at in time"
+        with self._look_lock:
+            found, self._found_stale = self._found_stale, {}
+        for checkpoint in self.checkpoints:
+            if not checkpoint.spoiled and checkpoint.serial in found:
+                checkpoint.spoiled = found[checkpoint.serial]
         for checkpoint in self.checkpoints:
             if not checkpoint.spoiled:
                 # A watched file's change was an event (or a batch) that spoiled it at
@@ -139,6 +164,33 @@ class Checkpointing(Warm):
         paths = list(paths)
         super().paths_changed(paths)
         self._spoil(paths)
+        if any(self._watched(p) for p in paths):  # not for a log file the app writes
+            self._look_soon()
+
+    def _look_soon(self) -> None:
+        """Look, in a thread, at every file each checkpoint ran (see the module doc);
+        a change that comes meanwhile has it look again once done."""
+        with self._look_lock:
+            if self._looking:
+                self._look_again = True
+                return
+            self._looking = True
+            self._looked.clear()
+        threading.Thread(target=self._look, name="relaunch-checkpoint-look", daemon=True).start()
+
+    def _look(self) -> None:
+        again = True
+        try:
+            while again:
+                targets = {c.serial: c.files for c in list(self.checkpoints) if not c.spoiled}
+                found = stale_each(targets, look)
+                with self._look_lock:
+                    self._found_stale.update(found)
+                    again, self._look_again = self._look_again, False
+        finally:
+            with self._look_lock:
+                self._looking = False
+                self._looked.set()
 
     def files_changed(self, paths: Sequence[str]) -> None:
         # Edits found without an event (made before the watcher covered the file) are
