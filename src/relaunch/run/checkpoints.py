@@ -79,24 +79,30 @@ class Checkpointing(Warm):
         self._said_none: list[str] = []  # the hot files when "no checkpoint yet" was said
         self.started_from: Checkpoint | None = None  # what the current child was forked from
         self.ran = 0  # files the current child reported (what it ran after the checkpoint)
-        # The look at every file the checkpoints ran, in a thread while a batch settles.
-        self._look_lock = threading.Lock()
+        # The look at every file the checkpoints ran, in a thread while a batch settles:
+        # each change to a watched file asks for one; a look answers every ask made
+        # before it began. A reload waits for the asks made before it, no later ones.
+        self._look = threading.Condition()
+        self._looks_asked = 0
+        self._looks_answered = 0
         self._looking = False
-        self._look_again = False  # a change came while it looked
-        self._looked = threading.Event()
-        self._looked.set()
+        self._look_failed = False
         self._found_stale: dict[int, str] = {}  # checkpoint serial -> why
 
     # -- the supervisor's questions --------------------------------------------------
 
     def forker(self) -> ForkClient | None:
         self.started_from = None
-        if not self._looked.wait(LOOK_WAIT):
-            log.debug("the checkpoints' files were not all looked at in time: not using them")
-            for checkpoint in self.checkpoints:
-                checkpoint.spoiled = checkpoint.spoiled or "its files were not looked at in time"
-        with self._look_lock:
+        with self._look:
+            asked = self._looks_asked
+            looked = self._look.wait_for(lambda: self._looks_answered >= asked, LOOK_WAIT)
             found, self._found_stale = self._found_stale, {}
+            if self._look_failed:
+                looked, self._look_failed = False, False
+        if not looked:
+            log.debug("the checkpoints' files were not all looked at: not using them")
+            for checkpoint in self.checkpoints:
+                checkpoint.spoiled = checkpoint.spoiled or "its files were not looked at"
         for checkpoint in self.checkpoints:
             if not checkpoint.spoiled and checkpoint.serial in found:
                 checkpoint.spoiled = found[checkpoint.serial]
@@ -168,29 +174,39 @@ class Checkpointing(Warm):
             self._look_soon()
 
     def _look_soon(self) -> None:
-        """Look, in a thread, at every file each checkpoint ran (see the module doc);
-        a change that comes meanwhile has it look again once done."""
-        with self._look_lock:
-            if self._looking:
-                self._look_again = True
-                return
-            self._looking = True
-            self._looked.clear()
-        threading.Thread(target=self._look, name="relaunch-checkpoint-look", daemon=True).start()
+        """Ask for a look at every file each checkpoint ran (see the module doc), by the
+        one thread that looks; asked while it looks, it looks again. Cheap: it runs for
+        every event, and the supervisor must keep up with a checkout's."""
+        with self._look:
+            self._looks_asked += 1
+            if not self._looking:
+                self._looking = True
+                threading.Thread(
+                    target=self._looker, name="relaunch-checkpoint-look", daemon=True
+                ).start()
+            else:
+                self._look.notify_all()
 
-    def _look(self) -> None:
-        again = True
-        try:
-            while again:
+    def _looker(self) -> None:
+        """The thread that looks, for as long as relaunch runs."""
+        while True:
+            with self._look:
+                self._look.wait_for(lambda: self._looks_asked > self._looks_answered)
+                asked = self._looks_asked
+            try:
                 targets = {c.serial: c.files for c in list(self.checkpoints) if not c.spoiled}
                 found = stale_each(targets, look)
-                with self._look_lock:
-                    self._found_stale.update(found)
-                    again, self._look_again = self._look_again, False
-        finally:
-            with self._look_lock:
-                self._looking = False
-                self._looked.set()
+            except Exception:
+                log.debug("the look at the checkpoints' files failed", exc_info=True)
+                with self._look:
+                    self._look_failed = True  # the reload does not take an unlooked-at one
+                    self._looks_answered = asked
+                    self._look.notify_all()
+                continue
+            with self._look:
+                self._found_stale.update(found)
+                self._looks_answered = asked
+                self._look.notify_all()
 
     def files_changed(self, paths: Sequence[str]) -> None:
         # Edits found without an event (made before the watcher covered the file) are
