@@ -811,7 +811,26 @@ def open_file_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY or soft <= 0 else int(soft)
 
 
-__all__ += ["peer_pid"]
+__all__ += ["peer_pid", "private_unix_listener"]
+
+
+def private_unix_listener(name: str, kind: int, backlog: int) -> tuple[str, socket.socket]:
+    """A listening Unix socket ``name`` of ``kind`` in a new private folder (mode 0700:
+    only this user can reach it); returns (the folder, the socket). The caller removes
+    the folder when done. Raises OSError, leaving nothing behind, if it cannot."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="relaunch-")
+    sock = socket.socket(socket.AF_UNIX, kind)
+    try:
+        sock.bind(os.path.join(folder, name))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder, sock
 
 
 def peer_pid(sock: socket.socket) -> int | None:

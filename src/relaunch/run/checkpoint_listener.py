@@ -8,7 +8,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -75,11 +74,10 @@ class Listener:
 
     def __init__(self, on_event: Callable[[tuple[Any, ...]], None]) -> None:
         self.on_event = on_event
-        self.folder = tempfile.mkdtemp(prefix="relaunch-")
+        self.folder, self.sock = oslayer.private_unix_listener(
+            "checkpoints", socket.SOCK_STREAM, 16
+        )
         self.address = os.path.join(self.folder, "checkpoints")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.address)
-        self.sock.listen(16)
         self.lock = threading.Lock()
         self.arriving: dict[int, float] = {}  # pid -> when announced
         self.closed = False

@@ -29,7 +29,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import threading
 
 from .. import oslayer
@@ -64,16 +63,8 @@ class SocketKeeper:
         kind = oslayer.fd_passing_socket_type()
         if kind is None:
             raise OSError("this system cannot pass open sockets between processes")
-        self.folder = tempfile.mkdtemp(prefix="relaunch-")  # mode 0700: only this user
+        self.folder, self._listener = oslayer.private_unix_listener("sockets", kind, 16)
         self.path = os.path.join(self.folder, "sockets")
-        self._listener = socket.socket(socket.AF_UNIX, kind)
-        try:
-            self._listener.bind(self.path)
-            self._listener.listen(16)
-        except OSError:
-            self._listener.close()
-            shutil.rmtree(self.folder, ignore_errors=True)
-            raise
         self._lock = threading.Lock()
         self._held: dict[str, socket.socket] = {}
         self._closing = False

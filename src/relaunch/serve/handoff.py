@@ -32,7 +32,6 @@ import selectors
 import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -70,16 +69,8 @@ class Hub:
         kind = oslayer.fd_passing_socket_type()
         if kind is None:
             raise OSError("this system cannot pass open sockets between processes")
-        self.folder = tempfile.mkdtemp(prefix="relaunch-")  # mode 0700: only this user
+        self.folder, self._listener = oslayer.private_unix_listener("handoff", kind, 64)
         self.path = os.path.join(self.folder, "handoff")
-        self._listener = socket.socket(socket.AF_UNIX, kind)
-        try:
-            self._listener.bind(self.path)
-            self._listener.listen(64)
-        except OSError:
-            self._listener.close()
-            shutil.rmtree(self.folder, ignore_errors=True)
-            raise
         self._lock = threading.Lock()
         self._peers: dict[int, _Peer] = {}  # by fileno
         self._held: list[tuple[int, bytes]] = []
