@@ -131,10 +131,7 @@ def stale(
     files: Mapping[str, tuple[int, int]], look: Callable[[str], tuple[int, int]]
 ) -> str | None:
     """Why a checkpoint is out of date: a file that ran before it is not as it was then."""
-    for path, seen in files.items():
-        if look(path) != seen:
-            return f"{shown_path(path)} changed, and it ran before"
-    return None
+    return stale_each({0: files}, look).get(0)
 
 
 def stale_each(
