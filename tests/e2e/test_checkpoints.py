@@ -561,15 +561,31 @@ admin.site.register(Product, BrokenAdmin)
 """
 
 
+# The root URLconf's end, run after a checkpoint before shop/views.py: with the file
+# "wrong-view" there, it gives the admin's index (a pattern made before the checkpoint,
+# whose check the checkpoint kept) a view class, not a view: urls.E009.
+URLS_CHANGING_A_KEPT_PATTERN = """
+import os
+
+if os.path.exists("wrong-view"):
+    from django.views import View
+
+    urlpatterns[0].url_patterns[0].callback = type("Wrong", (View,), {})
+"""
+
+
 def test_runserver_checks_what_a_view_edit_changes_from_a_checkpoint(tmp_path: Path) -> None:
     """runserver's model and admin checks and the migration modules come before the
-    views, so a checkpoint before a view keeps them; what the edit changes is checked
-    again: a view that registers a broken ModelAdmin gets Django's check error, a
-    migration file created meanwhile counts as unapplied, and the fix is served."""
+    views, so a checkpoint before a view keeps them, with the URL checks of the patterns
+    made before it; what the edit changes is checked again: a view that registers a
+    broken ModelAdmin gets Django's check error, as does a kept URL pattern changed in
+    place since, a migration file created meanwhile counts as unapplied, and the fix is
+    served."""
     pytest.importorskip("django")
-    from .djangosite import SHOP_VIEWS, make_site
+    from .djangosite import ROOT_URLS, SHOP_VIEWS, make_site
 
     site = make_site(tmp_path, integration=True)
+    (site / "mysite" / "urls.py").write_text(ROOT_URLS + URLS_CHANGING_A_KEPT_PATTERN)
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "makemigrations", "shop"], cwd=site, check=True, timeout=120)
     port = free_port()
@@ -589,6 +605,14 @@ def test_runserver_checks_what_a_view_edit_changes_from_a_checkpoint(tmp_path: P
         r.expect(r"\(admin\.E108\) The value of 'list_display\[0\]'", stream="err", start=err)
         write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", "VALUE = 50"))
         wait_page(port, "value=50 ", "/shop/")
+        err = r.err.mark()
+        (site / "wrong-view").touch()
+        write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", "VALUE = 51"))
+        r.expect(r"\(urls\.E009\) Your URL pattern '' \[name='index'\]", stream="err", start=err)
+        (site / "wrong-view").unlink()
+        write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", "VALUE = 52"))
+        wait_page(port, "value=52 ", "/shop/")
+        assert r.err.count(r"reload #\d+: shop/views\.py changed; kept \d+ modules") >= 3
         subprocess.run(
             [*manage, "makemigrations", "shop", "--empty", "-n", "extra"],
             cwd=site,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .djangosite import BLOG_VIEWS, SHOP_INDEX, SHOP_VIEWS, make_site
+from .djangosite import BLOG_URLS, BLOG_VIEWS, SHOP_INDEX, SHOP_VIEWS, make_site
 from .harness import Proc, Relaunch, wait_until, write
 from .prodharness import find_server
 from .test_frameworks import run, runserver, wait_for_body
@@ -321,10 +321,12 @@ import django
 os.environ["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
 django.setup()
 from django.core import checks
+from django.urls import resolvers
 
 reran = []
+after = [a for a in sys.argv[2:] if not a.startswith("pkg:")]  # code run after "K"
 if sys.argv[1] == "early":
-    from relaunch.integrations.django import devserver, early
+    from relaunch.integrations.django import devserver, early, urlchecks
 
     for stand_in in early.check_models_early():
         def counted(*args, _check=stand_in.check, _name=stand_in.__name__, **kwargs):
@@ -333,22 +335,35 @@ if sys.argv[1] == "early":
 
         stand_in.check = counted
     early.import_migrations_early()
+    urlchecks.install()
     devserver.load_urlconf()
-    for path in sys.argv[2:]:  # written after the early checks (a package each)
-        os.makedirs(path, exist_ok=True)
-        for name in ("__init__.py", "tags.py"):
-            with open(os.path.join(path, name), "w") as f:
-                f.write("from django import template\\nregister = template.Library()\\n")
+    urlchecks.check_kept_patterns()  # as a checkpoint parked here does
+    for arg in sys.argv[2:]:  # written after the early checks (a package each)
+        if arg.startswith("pkg:"):
+            path = arg[len("pkg:"):]
+            os.makedirs(path, exist_ok=True)
+            for name in ("__init__.py", "tags.py"):
+                with open(os.path.join(path, name), "w") as f:
+                    f.write("from django import template\\nregister = template.Library()\\n")
 else:  # Django's own run, every check after the URLconf (its own order is a set's)
     from django.urls import get_resolver
 
     get_resolver().url_patterns
+for code in after:  # what code run after the checkpoint does (both runs do it)
+    exec(code)
+# The URL patterns Django's own check looks at (not one given the kept messages).
+checked_patterns = []
+callback_check = resolvers.URLPattern._check_callback
+def _counted(self):
+    checked_patterns.append(str(self.pattern))
+    return callback_check(self)
+resolvers.URLPattern._check_callback = _counted
 import re  # an object's address differs between two processes
 
 messages = sorted(
     re.sub(" at 0x[0-9a-f]+", "", f"{m.id} {m.obj} {m.msg}") for m in checks.run_checks()
 )
-print(json.dumps({"messages": messages, "reran": sorted(reran)}))
+print(json.dumps({"messages": messages, "reran": sorted(reran), "checked": checked_patterns}))
 """
 
 # A model warning (fields.W342) and an admin error (admin.E108) for the checks to find.
@@ -388,8 +403,11 @@ def run_script(site: Path, script: str, *args: str) -> dict[str, Any]:
     return result
 
 
-def run_checks(site: Path, how: str, *packages: str) -> dict[str, Any]:
-    return run_script(site, CHECKS_SCRIPT, how, *packages)
+def run_checks(site: Path, how: str, *after: str) -> dict[str, Any]:
+    """The checks' messages, in Django's own run or runserver's under relaunch; each of
+    ``after`` (``pkg:PATH``, a tag library package to create, or code to run) is done
+    once the URLconf loaded, as by code run after a checkpoint."""
+    return run_script(site, CHECKS_SCRIPT, how, *after)
 
 
 TAGS = "from django import template\n\nregister = template.Library()\n"
@@ -410,11 +428,81 @@ def test_the_early_template_check_finds_what_djangos_own_run_finds(site: Path) -
     # Another app's tag library, created once the early checks ran: found.
     shutil.rmtree(site / "shop" / "templatetags")
     assert not any("templates.W003" in m for m in run_checks(site, "early")["messages"])
-    later = run_checks(site, "early", str(site / "shop" / "templatetags"))
+    later = run_checks(site, "early", f"pkg:{site / 'shop' / 'templatetags'}")
     assert any("templates.W003" in m for m in later["messages"]), later
     assert "check_templates" in later["reran"] or (
         "check_for_template_tags_with_the_same_name" in later["reran"]
     )
+
+
+DROP_MESSAGES_MIDDLEWARE = (
+    "from django.conf import settings\n"
+    "settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if 'messages' not in m]"
+)
+
+
+def test_the_early_settings_checks_find_what_djangos_own_run_finds(site: Path) -> None:
+    """The checks of the settings (the admin's dependencies, the static file finders...)
+    run early give Django's messages; a setting changed after them (as the URLconf or a
+    view might), or a folder a setting names created since, has them run again."""
+    settings = site / "mysite" / "settings.py"
+    settings.write_text(settings.read_text() + '\nSTATICFILES_DIRS = [BASE_DIR / "assets"]\n')
+    djangos = run_checks(site, "django")
+    ours = run_checks(site, "early")
+    assert any("staticfiles.W004" in m for m in ours["messages"]), ours
+    assert ours["messages"] == djangos["messages"] and ours["reran"] == []
+    # A setting changed once the early checks ran: the admin's check finds it.
+    djangos = run_checks(site, "django", DROP_MESSAGES_MIDDLEWARE)
+    ours = run_checks(site, "early", DROP_MESSAGES_MIDDLEWARE)
+    assert any("admin.E409" in m for m in ours["messages"]), ours
+    assert ours["messages"] == djangos["messages"]
+    assert "check_dependencies" in ours["reran"]
+    no_static = "from django.conf import settings; del settings.STORAGES['staticfiles']"
+    ours = run_checks(site, "early", no_static)
+    assert any("staticfiles.E005" in m for m in ours["messages"]), ours
+    assert ours["messages"] == run_checks(site, "django", no_static)["messages"]
+    # The folder STATICFILES_DIRS names, created once the early checks ran: no warning.
+    made = "import os; os.makedirs('assets')"
+    ours = run_checks(site, "early", made)
+    assert not any("staticfiles.W004" in m for m in ours["messages"]), ours
+    assert ours["messages"] == run_checks(site, "django")["messages"]
+    assert "check_finders" in ours["reran"]
+
+
+SLASHED_BLOG_URLS = BLOG_URLS.replace(
+    "urlpatterns = [", 'urlpatterns = [path("/slashed", views.PostList.as_view()), '
+)
+# Code run after the checkpoint that changes a kept pattern in place: the admin's index
+# given a view class, not a view (urls.E009).
+WRONG_ADMIN_VIEW = (
+    "from django.urls import get_resolver\n"
+    "from django.views import View\n"
+    "get_resolver().url_patterns[0].url_patterns[0].callback = type('Wrong', (View,), {})"
+)
+
+
+def test_the_kept_url_patterns_get_djangos_messages_unless_changed_since(site: Path) -> None:
+    """The URL patterns a checkpoint holds are checked there once: a process forked from
+    it gives their messages without checking them again, and Django's own run gives the
+    same. A pattern changed in place since (its view replaced), or a setting the check
+    reads, has Django check it again."""
+    (site / "blog" / "urls.py").write_text(SLASHED_BLOG_URLS)
+    djangos = run_checks(site, "django")
+    ours = run_checks(site, "early")
+    assert any("urls.W002" in m for m in ours["messages"]), ours
+    assert ours["messages"] == djangos["messages"]
+    assert ours["checked"] == [] and len(djangos["checked"]) > 20  # the admin's, and ours
+    # A kept pattern's view replaced after the checkpoint: that one is checked again.
+    djangos = run_checks(site, "django", WRONG_ADMIN_VIEW)
+    ours = run_checks(site, "early", WRONG_ADMIN_VIEW)
+    assert any("urls.E009" in m for m in ours["messages"]), ours
+    assert ours["messages"] == djangos["messages"] and ours["checked"] == [""]
+    # APPEND_SLASH turned off since: every pattern is checked again, and no W002.
+    unslash = "from django.conf import settings; settings.APPEND_SLASH = False"
+    ours = run_checks(site, "early", unslash)
+    assert not any("urls.W002" in m for m in ours["messages"]), ours
+    assert ours["messages"] == run_checks(site, "django", unslash)["messages"]
+    assert len(ours["checked"]) == len(djangos["checked"])
 
 
 MIGRATIONS_SCRIPT = """\

@@ -91,6 +91,7 @@ class Channel:
         self.write_fd = write_fd
         self.read_fd = read_fd
         self.hooks: list[Callable[[], object]] = []
+        self.parking: list[Callable[[], object]] = []  # run in a checkpoint, to park
         self.judge: Callable[[list[str]], bool] | None = None
         self._listening = False
         self._lock = threading.Lock()
@@ -166,6 +167,12 @@ class Channel:
         self.hooks.append(fn)
         self._start_listening()
         self.send({"t": "hooks"})
+
+    def before_checkpoint(self, fn: Callable[[], object]) -> None:
+        """Have ``fn()`` run in each checkpoint's process before it parks: work done
+        there is done for every process forked from it (an integration's, kept for its
+        next run: runserver's URL checks). A failure is ignored: forks do the work."""
+        self.parking.append(fn)
 
     def judge_changes(self, fn: Callable[[list[str]], bool]) -> None:
         """Have the supervisor ask ``fn(paths)`` before it restarts for changed files: True
@@ -561,6 +568,11 @@ class _Checkpoints:
             try:
                 os.close(fd)  # the supervisor sees the program's pipes close with it
             except OSError:
+                pass
+        for fn in list(self.channel.parking):  # before ``before``: what they load stays
+            try:
+                fn()
+            except Exception:
                 pass
         before = set(sys.modules)
         files = self._executed(path)

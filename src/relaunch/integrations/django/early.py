@@ -9,16 +9,17 @@ Under relaunch, the server process does that work in its main thread before it l
 the URLconf (which imports the views), so a checkpoint parked before a view keeps it
 (see :mod:`relaunch.run.checkpoints`), and a reload from there does not repeat it:
 
-* :func:`check_models_early` runs the model, admin and template checks (``_EARLY``:
-  those both costly and functions of what exists before the URLconf loads: the model
-  classes, the admin's registrations, the template engines and the apps' tag
-  libraries) and keeps their messages for the check runserver runs later in the same
-  process. That check reuses them only if what they read is still what it was: every
-  model class and every registered ``ModelAdmin`` the same object (nothing registered
-  or replaced another since, say by the URLconf), the same ``TEMPLATES`` setting and
-  engines, and the same apps with a ``templatetags`` module; otherwise it runs them
-  again. Every other check (URLs, static files...) runs at runserver's own time, as
-  before.
+* :func:`check_models_early` runs Django's own checks that do not read the URLconf
+  (``_EARLY``: the model, admin and template checks, a pass over every field of every
+  model and every ``ModelAdmin``; and those of the settings, which import what the
+  settings name) and keeps their messages for the check runserver runs later in the
+  same process. That check reuses them only if what they read is still what it was
+  (:mod:`.early_inputs`): every model class and every registered ``ModelAdmin`` the
+  same object (nothing registered or replaced another since, say by the URLconf), the
+  same settings, template engines and apps with a ``templatetags`` module, the same
+  classes and views named by the settings, and the folders they name as they were;
+  otherwise it runs them again. The URL checks, and every check not Django's own, run
+  at runserver's own time, as before.
 * :func:`create_template_engines_early` creates the template engines, which import
   every app's template tag libraries; runserver's template check would create them.
 * :func:`import_migrations_early` imports the migration modules as Django's migration
@@ -30,7 +31,8 @@ the URLconf (which imports the views), so a checkpoint parked before a view keep
 Django runs its checks in no fixed order; this runs some of them first. A cold start
 under relaunch does the same as a reload, so the two never differ; what they differ
 from is Django's own runserver, by when those checks and imports run, not what they
-find, unless code run by the URLconf changes a model or an admin class in place.
+find, unless code run by the URLconf changes a model, an admin class or an object a
+setting names in place.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ import logging
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from .early_inputs import admins, models, new_run, settings_world, templates, unchanged
 
 __all__ = [
     "KeptMigrations",
@@ -93,65 +97,71 @@ class Reused:
     def __call__(self, app_configs: Any = None, databases: Any = None, **kwargs: Any) -> Any:
         early, self._early = self._early, None
         if early is not None and app_configs is None and databases is None and not kwargs:
-            if self.inputs() == self._seen:
+            if unchanged(self.inputs, self._seen):
                 return early
             log.debug("%s runs again: what it reads changed since", self.__name__)
-        return self.check(app_configs=app_configs, databases=databases, **kwargs)
+        try:
+            return self.check(app_configs=app_configs, databases=databases, **kwargs)
+        finally:
+            new_run()
 
     def __repr__(self) -> str:
         return f"<relaunch early {self.__module__}.{self.__name__}>"
 
 
-def _models() -> tuple[Any, ...]:
-    from django.apps import apps  # type: ignore[import-untyped,import-not-found,unused-ignore]
-
-    return tuple(apps.get_models(include_auto_created=True, include_swapped=True))
-
-
-def _admins() -> tuple[Any, ...]:
-    from django.contrib.admin.sites import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
-        all_sites,
+def _foreign_finders() -> tuple[Any, ...]:
+    """The settings, unless a static file finder is not Django's: its check may read
+    anything, so it is run at runserver's time (a new object is never equal)."""
+    from django.contrib.staticfiles.finders import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        get_finders,
     )
 
-    sites = sorted(all_sites, key=id)
-    registered = tuple((site, tuple(site._registry.items())) for site in sites)
-    return (*_models(), registered)
-
-
-def _templates() -> tuple[Any, ...]:
-    """What the template check reads: the TEMPLATES setting, the engines, the installed
-    apps and which of them have a ``templatetags`` module on disk (it imports each)."""
-    import os
-
-    from django.apps import apps  # type: ignore[import-untyped,import-not-found,unused-ignore]
-    from django.conf import settings  # type: ignore[import-untyped,import-not-found,unused-ignore]
-    from django.template import engines  # type: ignore[import-untyped,import-not-found,unused-ignore]
-
-    configs = tuple(apps.get_app_configs())
-    tags = tuple(
-        (
-            os.path.exists(os.path.join(config.path, "templatetags")),
-            os.path.exists(os.path.join(config.path, "templatetags.py")),
-        )
-        for config in configs
-    )
-    return (repr(settings.TEMPLATES), tuple(engines.all()), configs, tags)
+    if any(not type(f).__module__.startswith("django.") for f in get_finders()):
+        return (object(),)
+    return settings_world()
 
 
 # The checks run early: costly on a large project, and functions of what exists before
 # the URLconf loads (the model classes, the admin's registrations; the template
-# engines and tag libraries), read in Django's code. module -> (function, inputs)
+# engines and tag libraries; the settings and what they name), read in Django's code.
+# module -> (function, inputs). Not the URL checks, which read the URLconf.
 _EARLY: dict[str, tuple[tuple[str, Callable[[], tuple[Any, ...]]], ...]] = {
-    "django.core.checks.model_checks": (("check_all_models", _models),),
-    "django.contrib.admin.checks": (("check_admin_app", _admins),),
-    "django.contrib.auth.checks": (("check_models_permissions", _models),),
+    "django.core.checks.model_checks": (
+        ("check_all_models", models),
+        ("check_lazy_references", settings_world),
+    ),
+    "django.contrib.admin.checks": (
+        ("check_admin_app", admins),
+        ("check_dependencies", settings_world),
+    ),
+    "django.contrib.auth.checks": (
+        ("check_models_permissions", models),
+        ("check_user_model", settings_world),
+        ("check_middleware", settings_world),  # Django 5.1 and later
+    ),
     "django.contrib.contenttypes.checks": (
-        ("check_generic_foreign_keys", _models),
-        ("check_model_name_lengths", _models),
+        ("check_generic_foreign_keys", models),
+        ("check_model_name_lengths", models),
     ),
     "django.core.checks.templates": (
-        ("check_templates", _templates),  # Django 5.1 and later
-        ("check_for_template_tags_with_the_same_name", _templates),  # Django 4.2 and 5.0
+        ("check_templates", templates),  # Django 5.1 and later
+        ("check_for_template_tags_with_the_same_name", templates),  # Django 4.2 and 5.0
+    ),
+    "django.contrib.staticfiles.checks": (
+        ("check_finders", _foreign_finders),
+        ("check_storages", settings_world),  # Django 4.2 and later
+    ),
+    "django.core.checks.caches": (
+        ("check_default_cache_is_configured", settings_world),
+        ("check_file_based_cache_is_absolute", settings_world),
+    ),
+    "django.core.checks.files": (("check_setting_file_upload_temp_dir", settings_world),),
+    "django.core.checks.compatibility.django_4_0": (
+        ("check_csrf_trusted_origins", settings_world),
+    ),
+    "django.core.checks.security.csrf": (("check_csrf_failure_view", settings_world),),
+    "django.core.checks.commands": (  # Django 5.2 and later
+        ("migrate_and_makemigrations_autodetector", settings_world),
     ),
 }
 
@@ -177,15 +187,21 @@ def check_models_early() -> list[Reused]:
 
     registered = registry.get_checks(include_deployment_checks=True)
     reused = [Reused(check, inputs) for check, inputs in _candidates() if check in registered]
-    if not reused:
-        return []
+    new_run()
     for stand_in in reused:
         stand_in.compute()
     by_check = {stand_in.check: stand_in for stand_in in reused}
     get_checks = registry.get_checks
 
     def get_checks_reusing(include_deployment_checks: bool = False) -> list[Any]:
-        return [by_check.get(check, check) for check in get_checks(include_deployment_checks)]
+        # Those run early first (Django's order is a set's: any order is its own), so
+        # that no other check (one that imports the URLconf, say) runs between two of
+        # them, and one look at what they read serves them all.
+        new_run()
+        checks = get_checks(include_deployment_checks)
+        return [by_check[c] for c in checks if c in by_check] + [
+            c for c in checks if c not in by_check
+        ]
 
     registry.get_checks = get_checks_reusing  # run_checks looks it up on the instance
     return reused

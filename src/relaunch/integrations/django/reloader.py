@@ -32,7 +32,7 @@ from ...watch.fingerprint import Fingerprints
 from ...watch.rules import IgnoreRules
 from ...watch.settle import Settler
 from ...watch.watchset import WatchEntry, WatchSet, is_within
-from . import early
+from . import early, urlchecks
 
 __all__ = [
     "RelaunchReloader",
@@ -91,9 +91,10 @@ def _start_in_main_thread() -> None:
     serves (where no checkpoint can be parked: a fork copies one thread), with the apps
     ready (the command runs after django.setup()):
 
-    * runserver's model and admin checks, the template engines and the import of the
-      migration modules (:mod:`.early`), before the views, so that a checkpoint before
-      a view keeps them;
+    * runserver's model, admin and settings checks, the template engines and the
+      import of the migration modules (:mod:`.early`), before the views, so that a
+      checkpoint before a view keeps them; and the URL patterns' checks are kept for
+      the patterns a checkpoint holds (:mod:`.urlchecks`);
     * the URLconf, so the views: Django's checks would import it in that thread. A
       failure is left to Django's own checks, which import the URLconf again and
       report it as runserver does."""
@@ -102,6 +103,10 @@ def _start_in_main_thread() -> None:
 
     if early.runs_checks(sys.argv):
         early.check_models_early()
+        channel = state.channel()
+        if channel is not None and hasattr(channel, "before_checkpoint"):
+            urlchecks.install()
+            channel.before_checkpoint(urlchecks.check_kept_patterns)
     if early.is_runserver_process(sys.argv):
         # Not checks: runserver creates the engines and runs its migration check (which
         # imports the migrations) with --skip-checks too.
