@@ -30,12 +30,13 @@ spec = importlib.util.spec_from_file_location("forkserver", sys.argv[1])
 forkserver = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(forkserver)
 STATE = {"value": "first"}
+HELD = bytearray(range(256)) * (16 << 12)  # 16 MiB written: the spare may copy them
 
 def on_op(message):
     STATE["value"] = message["value"]
 
 sock = socket.socket(fileno=int(sys.argv[2]))
-forked = forkserver.ForkServer(sock, on_op).serve()
+forked = forkserver.ForkServer(sock, on_op, own_pages=sys.argv[3] == "own").serve()
 if forked is None:
     sys.exit(0)
 message, report_w, control_r = forked
@@ -45,10 +46,11 @@ os._exit(0)
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, *, own_pages: bool = False) -> None:
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        own = "own" if own_pages else "share"
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(FORKSERVER), str(theirs.fileno())],
+            [sys.executable, "-c", SERVER, str(FORKSERVER), str(theirs.fileno()), own],
             pass_fds=(theirs.fileno(),),
         )
         theirs.close()
@@ -102,8 +104,8 @@ class Server:
 
 
 @pytest.fixture
-def server() -> Iterator[Server]:
-    s = Server()
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    s = Server(own_pages=getattr(request, "param", False))
     try:
         yield s
     finally:
@@ -146,3 +148,74 @@ def test_the_spare_leaves_with_the_server(server: Server) -> None:
     assert server.proc.returncode == 0
     for pid in spare:
         assert not oslayer.process_alive(pid)
+
+
+# A process holding 32 MiB it wrote forks; the child copies the pages it shares.
+OWN_PAGES = """\
+import importlib.util, os, sys
+
+spec = importlib.util.spec_from_file_location("forkserver", sys.argv[1])
+forkserver = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(forkserver)
+data = bytearray(range(256)) * (32 << 12)
+expected = hash(bytes(data))
+
+def private_dirty():
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Private_Dirty:"):
+                return int(line.split()[1]) << 10
+
+pid = os.fork()
+if pid == 0:
+    before = private_dirty()
+    copied = forkserver.own_pages()
+    grew = private_dirty() - before
+    same = hash(bytes(data)) == expected
+    print(copied >> 20, grew >> 20, same, "ctypes" in sys.modules, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only: elsewhere 0")
+def test_a_spare_takes_its_own_copy_of_the_pages_it_shares_unchanged() -> None:
+    """own_pages() copies what the fork shares with its parent (its private memory grows
+    by the 32 MiB the parent had written), changes none of it, and leaves ctypes, which
+    it loads for the call, out of sys.modules."""
+    done = subprocess.run(
+        [sys.executable, "-c", OWN_PAGES, str(FORKSERVER)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    copied, grew, same, ctypes_loaded = done.stdout.split()
+    assert int(copied) >= 32 and int(grew) >= 32, done.stdout
+    assert same == "True" and ctypes_loaded == "False"
+
+
+def private_dirty(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Private_Dirty:"):
+                return int(line.split()[1]) << 10
+    return 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("server", [True], indirect=True)
+def test_the_spare_of_a_server_in_use_owns_its_pages(server: Server) -> None:
+    """With own_pages (a checkpoint's server), the spare made after a fork copies the
+    16 MiB its server wrote (the first, before any fork, does not), and serves the next
+    fork as a fork made then would."""
+    (first,) = server.wait_for_spare()
+    assert private_dirty(first) < 8 << 20
+    pid, _said = server.fork()
+    (spare,) = server.wait_for_spare(besides={pid})
+    deadline = time.monotonic() + 10
+    while private_dirty(spare) < 16 << 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert private_dirty(spare) >= 16 << 20
+    second, said = server.fork()
+    assert second == spare and said == [second, server.proc.pid, "first"]

@@ -582,7 +582,7 @@ class _Checkpoints:
 
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(self.address)
-        server = forkserver.ForkServer(sock)
+        server = forkserver.ForkServer(sock, own_pages=True)
         server.send({"ev": "checkpoint", "pid": self.getpid(), "file": path, "files": files})
         # Worked out here, once, not in each fork: there, a look at every module (or the
         # freeing of what was sent) would touch, and so copy, pages it shares with K.
