@@ -210,12 +210,18 @@ def check_models_early() -> list[Reused]:
 def import_migrations_early() -> None:
     """Import every migration module, as the migration check would, without a database
     connection, and keep what was found on disk for that check (:class:`KeptMigrations`).
-    A failure is left to that check, which reports it as Django does."""
+    A failure is left to that check, which reports it as Django does. Also makes the
+    model of the ``django_migrations`` table (Django makes it, in an app registry of its
+    own, at the check's first read of what is applied)."""
     try:
         from django.db.migrations.loader import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
             MigrationLoader,
         )
+        from django.db.migrations.recorder import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+            MigrationRecorder,
+        )
 
+        MigrationRecorder.Migration  # noqa: B018  (a class property: made once, kept)
         loader = MigrationLoader(None)
     except Exception:
         log.debug("migrations did not load early: the migration check reports it", exc_info=True)
