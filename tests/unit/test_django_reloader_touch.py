@@ -96,3 +96,42 @@ def test_a_touch_of_a_module_is_no_change_an_edit_is(
         ticks_until(ticker, lambda: module in notified)
     finally:
         ticker.close()
+
+
+@pytest.mark.timeout(60)
+def test_under_relaunch_the_first_look_notifies_what_was_edited_since_the_start(
+    tmp_path: Path, notified: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under relaunch the first look at the registered folders waits for runserver to
+    serve and answer, so a request may have read a template that was edited before that
+    look: whatever was written since the process started is notified then."""
+    from relaunch.integrations.django import reloader as module
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    old, edited = conf / "old.ini", conf / "edited.ini"
+    old.write_text("[a]\n")
+    edited.write_text("[b]\n")
+    long_ago = time.time_ns() - 60_000_000_000
+    os.utime(old, ns=(long_ago, long_ago))
+    reloader = RelaunchReloader()
+    monkeypatch.setattr(reloader, "supervised", True)
+    monkeypatch.setattr(module, "serving", module.threading.Event())
+    monkeypatch.setattr(module, "answered", module.threading.Event())
+    module.serving.set()
+    module.answered.set()
+    reloader.watch_dir(conf, "*.ini")
+    touch(edited)  # after the start: a request may have read the old content
+    ticker = reloader.tick()
+    try:
+        next(ticker)  # the first look
+        assert notified == [edited]
+    finally:
+        ticker.close()
+
+
+def test_a_file_counts_as_edited_since_a_time_from_its_mtime_on() -> None:
+    from relaunch.integrations.django.reloader import edited_since
+
+    assert edited_since(1_000, 1_000) and edited_since(1_001, 1_000)
+    assert not edited_since(999, 1_000) and not edited_since(None, 1_000)

@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from . import early, urlchecks
 
 __all__ = [
     "RelaunchReloader",
+    "edited_since",
     "get_reloader",
     "install",
     "restart_with_reloader",
@@ -47,6 +49,16 @@ log = logging.getLogger(__name__)
 # How often the reloader looks whether receivers registered more folders or files, or
 # (without the supervisor) more modules were imported: a few len() calls.
 _RESCAN = 1.0
+# Under relaunch, the first look at the watched folders waits for runserver to serve
+# (``serving``), at most this long, then for its first response (``answered``) at most
+# ``_FIRST_ANSWER_WAIT``: not while its checks, or that request, need the CPU.
+_FIRST_LOOK_WAIT = 30.0
+_FIRST_ANSWER_WAIT = 0.5
+# A file edited since this process started (by this much before, for the coarse clock
+# of file times) is notified at the first look: a request may have read it before.
+_STARTED_SLACK_NS = 20_000_000
+serving = threading.Event()  # set by heldserver as runserver starts serving
+answered = threading.Event()  # and as it has sent a response
 _MODULE = "imported by the program"
 
 
@@ -157,6 +169,12 @@ def restart_with_reloader() -> int:
     os.execv(argv[0], argv)
 
 
+def edited_since(mtime_ns: int | None, since_ns: int) -> bool:
+    """Whether a file (its mtime, None if missing) was written at or after ``since_ns``
+    (pure): at the first look, one this process may have read before it was edited."""
+    return mtime_ns is not None and mtime_ns >= since_ns
+
+
 class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
     """Django's reloader with native events, settling and content fingerprints.
 
@@ -181,6 +199,8 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
         self.supervised = relaunch.is_child()
         self._events: queue.SimpleQueue[tuple[list[str], float]] = queue.SimpleQueue()
         self._reload_asked = False
+        self._started_ns = time.time_ns()
+        self._main_thread: threading.Thread | None = None
 
     @classmethod
     def check_availability(cls) -> bool:
@@ -193,6 +213,7 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
             if autoreload._error_files:
                 relaunch.watch(*autoreload._error_files)
             raise SystemExit(1)
+        self._main_thread = django_main_thread
         channel = state.channel() if self.supervised else None
         if channel is not None:
             # The supervisor watches the modules; before it restarts for one, it asks
@@ -241,7 +262,25 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
                 watchset.add(str(path), _MODULE)
         return watchset
 
+    def _wait_for_serving(self) -> None:
+        """Under relaunch, until runserver serves (or its thread ended, or
+        ``_FIRST_LOOK_WAIT``), then until it answered a request (or
+        ``_FIRST_ANSWER_WAIT``): a new process's checks and first request then have the
+        CPU to themselves (the supervisor watches the modules meanwhile; an edit of a
+        watched file in that time is caught by the first look, see
+        :func:`edited_since`)."""
+        deadline = time.monotonic() + _FIRST_LOOK_WAIT
+        while not serving.wait(0.05):
+            thread = self._main_thread
+            if (thread is not None and not thread.is_alive()) or time.monotonic() > deadline:
+                return
+        answered.wait(_FIRST_ANSWER_WAIT)
+
     def tick(self) -> Iterator[None]:
+        if self.supervised:
+            self._wait_for_serving()
+        first = True
+        edited: list[str] = []  # at the first look, edited since this process started
         watcher = Watcher(self._on_paths)
         settler = Settler()
         watchset = WatchSet()
@@ -269,7 +308,15 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
                             settler.add([path], now)  # created with its folder: a change
                         else:
                             fingerprints.remember(path)
+                            if first and self.supervised:
+                                since = self._started_ns - _STARTED_SLACK_NS
+                                if edited_since(fingerprints.mtime_ns(path), since):
+                                    edited.append(path)
                     new_dirs.clear()
+                    first = False
+                    for path in sorted(edited):  # the baseline is what they are now
+                        self.notify_file_changed(Path(path))
+                    edited.clear()
                 while True:
                     # Once a change is pending, only its settling is waited for.
                     due = settler.due()
