@@ -484,8 +484,9 @@ WRONG_ADMIN_VIEW = (
 def test_the_kept_url_patterns_get_djangos_messages_unless_changed_since(site: Path) -> None:
     """The URL patterns a checkpoint holds are checked there once: a process forked from
     it gives their messages without checking them again, and Django's own run gives the
-    same. A pattern changed in place since (its view replaced), or a setting the check
-    reads, has Django check it again."""
+    same. A pattern changed in place since (its view replaced), a pattern added to or
+    taken out of a kept URLconf's list, or a setting the check reads, has Django check
+    it again."""
     (site / "blog" / "urls.py").write_text(SLASHED_BLOG_URLS)
     djangos = run_checks(site, "django")
     ours = run_checks(site, "early")
@@ -497,6 +498,20 @@ def test_the_kept_url_patterns_get_djangos_messages_unless_changed_since(site: P
     ours = run_checks(site, "early", WRONG_ADMIN_VIEW)
     assert any("urls.E009" in m for m in ours["messages"]), ours
     assert ours["messages"] == djangos["messages"] and ours["checked"] == [""]
+    # A pattern added to a kept URLconf's list since: its resolver is checked again.
+    late = (
+        "import blog.urls\nfrom django.urls import path\n"
+        "blog.urls.urlpatterns.append(path('/late', blog.urls.views.PostList.as_view()))"
+    )
+    ours = run_checks(site, "early", late)
+    assert sum("urls.W002" in m for m in ours["messages"]) == 2, ours
+    assert ours["messages"] == run_checks(site, "django", late)["messages"]
+    assert ours["checked"] == ["/late"]
+    # The pattern with the warning taken out of its kept list since: no warning.
+    gone = "import blog.urls\nblog.urls.urlpatterns.pop(0)"
+    ours = run_checks(site, "early", gone)
+    assert not any("urls.W002" in m for m in ours["messages"]), ours
+    assert ours["messages"] == run_checks(site, "django", gone)["messages"]
     # APPEND_SLASH turned off since: every pattern is checked again, and no W002.
     unslash = "from django.conf import settings; settings.APPEND_SLASH = False"
     ours = run_checks(site, "early", unslash)

@@ -13,7 +13,10 @@ is the same object, with the same route, name and view (the very objects), under
 same ``APPEND_SLASH``, language and path converters as when they were kept
 (:func:`looks`, :func:`world`); any other pattern, or one changed since, is checked as
 Django checks it. The patterns made after the checkpoint (the edited app's) are
-always checked anew.
+always checked anew. The same goes for an included URLconf's resolver (``include()``:
+the admin's, an app's): its check gives the kept messages if its patterns are the
+same list with the same patterns, each one kept and unchanged, all the way down
+(:func:`unchanged`), sparing the walk through Django's check of each.
 
 The check of a pattern reads nothing else (Django 4.2 to 5.2). A kept pattern may
 hold what its check cached (Django before 5.1 compiles its regex): a cold start's
@@ -27,12 +30,15 @@ from typing import Any
 
 from .early_inputs import per_run
 
-__all__ = ["check_kept_patterns", "install", "looks", "same", "world"]
+__all__ = ["check_kept_patterns", "install", "looks", "same", "unchanged", "world"]
 
 _made: weakref.WeakSet[Any] = weakref.WeakSet()
 # id(pattern) -> (pattern, looks(pattern), world(), messages), filled in a checkpoint
 _kept: dict[int, tuple[Any, tuple[Any, ...], tuple[Any, ...], list[Any]]] = {}
+# id(resolver) -> (resolver, its url_patterns, tuple of them, _own(), world(), messages)
+_kept_resolvers: dict[int, tuple[Any, Any, tuple[Any, ...], Any, tuple[Any, ...], list[Any]]] = {}
 _django_check: list[Any] = []  # URLPattern.check as Django has it, once installed
+_resolver_check: list[Any] = []  # and URLResolver.check
 
 
 def looks(pattern: Any) -> tuple[Any, ...]:
@@ -60,6 +66,39 @@ def same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
         and a[3] is b[3]
         and a[4] is b[4]
         and a[5] is b[5]
+    )
+
+
+def unchanged(resolver: Any) -> bool:
+    """Whether a kept resolver's patterns are as they were: the same list, with the same
+    patterns, each kept and unchanged (:func:`same`), its sub-resolvers likewise."""
+    kept = _kept_resolvers.get(id(resolver))
+    if kept is None or kept[0] is not resolver or not same(kept[3], _own(resolver)):
+        return False
+    patterns = resolver.url_patterns
+    if patterns is not kept[1] or tuple(patterns) != kept[2]:
+        return False
+    for pattern in patterns:
+        if id(pattern) in _kept_resolvers:
+            if not unchanged(pattern):
+                return False
+            continue
+        leaf = _kept.get(id(pattern))
+        if leaf is None or leaf[0] is not pattern or not same(leaf[1], looks(pattern)):
+            return False
+    return True
+
+
+def _own(resolver: Any) -> tuple[Any, ...]:
+    """What a resolver's own check reads of it (its pattern's), as :func:`looks`."""
+    inner = resolver.pattern
+    return (
+        inner,
+        resolver.urlconf_name,
+        getattr(inner, "name", None),
+        getattr(inner, "_route", None),
+        getattr(inner, "_regex", None),
+        getattr(inner, "_is_endpoint", None),
     )
 
 
@@ -116,17 +155,75 @@ def install() -> None:
     cls.__init__, cls.check = __init__, check
     _django_check.append(checked)
 
+    resolver_cls = resolvers.URLResolver
+    resolver_init, resolver_checked = resolver_cls.__init__, resolver_cls.check
+
+    def resolver_made(self: Any, *args: Any, **kwargs: Any) -> None:
+        resolver_init(self, *args, **kwargs)
+        try:
+            _made.add(self)
+        except TypeError:
+            pass
+
+    def resolver_check(self: Any) -> Any:
+        kept = _kept_resolvers.get(id(self))
+        if kept is not None and kept[4] == this_run() and unchanged(self):
+            return list(kept[5])
+        return resolver_checked(self)
+
+    resolver_made.__wrapped__ = resolver_init  # type: ignore[attr-defined]
+    resolver_check.__wrapped__ = resolver_checked  # type: ignore[attr-defined]
+    resolver_made.__doc__, resolver_check.__doc__ = resolver_init.__doc__, resolver_checked.__doc__
+    resolver_cls.__init__, resolver_cls.check = resolver_made, resolver_check
+    _resolver_check.append(resolver_checked)
+
 
 def check_kept_patterns() -> None:
     """In a checkpoint's process, before it parks: check every pattern alive, and keep
     the messages of those whose check raises nothing."""
-    if not _django_check:
+    if not _django_check or not _resolver_check:
         return
-    checked = _django_check[0]
+    from django.urls import resolvers  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    checked, resolver_checked = _django_check[0], _resolver_check[0]
     now = world()
-    for pattern in list(_made):
+    alive = list(_made)
+    for pattern in alive:
+        if isinstance(pattern, resolvers.URLResolver):
+            continue
         try:
             messages = list(checked(pattern))
         except Exception:
             continue
         _kept[id(pattern)] = (pattern, looks(pattern), now, messages)
+    # An included URLconf's (not the root's, being imported here: its urlconf_name is a
+    # dotted path): its patterns are all made. Innermost first, so each outer one's
+    # check finds the inner ones kept.
+    included = [
+        r
+        for r in alive
+        if isinstance(r, resolvers.URLResolver) and not isinstance(r.urlconf_name, str)
+    ]
+    for resolver in sorted(included, key=_depth):
+        try:
+            patterns = resolver.url_patterns
+            messages = list(resolver_checked(resolver))
+        except Exception:
+            continue
+        entry = (resolver, patterns, tuple(patterns), _own(resolver), now, messages)
+        _kept_resolvers[id(resolver)] = entry
+        if not unchanged(resolver):  # a sub-resolver not kept: check this one anew
+            del _kept_resolvers[id(resolver)]
+
+
+def _depth(resolver: Any) -> int:
+    """How many resolvers deep a resolver's patterns go (0: patterns only): the
+    innermost sort first."""
+    return max((1 + _depth(p) for p in _subresolvers(resolver)), default=0)
+
+
+def _subresolvers(resolver: Any) -> list[Any]:
+    try:
+        return [p for p in resolver.url_patterns if hasattr(p, "url_patterns")]
+    except Exception:
+        return []
