@@ -512,6 +512,13 @@ def test_the_kept_url_patterns_get_djangos_messages_unless_changed_since(site: P
     ours = run_checks(site, "early", gone)
     assert not any("urls.W002" in m for m in ours["messages"]), ours
     assert ours["messages"] == run_checks(site, "django", gone)["messages"]
+    # A kept resolver's namespace changed in place since: the namespace check sees it.
+    twice = (
+        "from django.urls import get_resolver\nget_resolver().url_patterns[2].namespace = 'shop'"
+    )
+    ours = run_checks(site, "early", twice)
+    assert any("urls.W005" in m for m in ours["messages"]), ours
+    assert ours["messages"] == run_checks(site, "django", twice)["messages"]
     # APPEND_SLASH turned off since: every pattern is checked again, and no W002.
     unslash = "from django.conf import settings; settings.APPEND_SLASH = False"
     ours = run_checks(site, "early", unslash)

@@ -16,7 +16,8 @@ Django checks it. The patterns made after the checkpoint (the edited app's) are
 always checked anew. The same goes for an included URLconf's resolver (``include()``:
 the admin's, an app's): its check gives the kept messages if its patterns are the
 same list with the same patterns, each one kept and unchanged, all the way down
-(:func:`unchanged`), sparing the walk through Django's check of each.
+(:func:`unchanged`), sparing the walk through Django's check of each; and the
+namespace check (``check_url_namespaces_unique``) takes the namespaces kept under it.
 
 The check of a pattern reads nothing else (Django 4.2 to 5.2). A kept pattern may
 hold what its check cached (Django before 5.1 compiles its regex): a cold start's
@@ -37,8 +38,12 @@ _made: weakref.WeakSet[Any] = weakref.WeakSet()
 _kept: dict[int, tuple[Any, tuple[Any, ...], tuple[Any, ...], list[Any]]] = {}
 # id(resolver) -> (resolver, its url_patterns, tuple of them, _own(), world(), messages)
 _kept_resolvers: dict[int, tuple[Any, Any, tuple[Any, ...], Any, tuple[Any, ...], list[Any]]] = {}
+_kept_names: dict[int, Any] = {}  # id(resolver) -> its namespace, as kept
+_kept_namespaces: dict[int, list[str]] = {}  # id(resolver) -> the namespaces under it
+_looked: dict[int, tuple[Any, bool]] = {}  # id(resolver) -> (run, unchanged): this run's
 _django_check: list[Any] = []  # URLPattern.check as Django has it, once installed
 _resolver_check: list[Any] = []  # and URLResolver.check
+_namespaces_of: list[Any] = []  # and the namespace check's _load_all_namespaces
 
 
 def looks(pattern: Any) -> tuple[Any, ...]:
@@ -71,9 +76,22 @@ def same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 
 def unchanged(resolver: Any) -> bool:
     """Whether a kept resolver's patterns are as they were: the same list, with the same
-    patterns, each kept and unchanged (:func:`same`), its sub-resolvers likewise."""
+    patterns, each kept and unchanged (:func:`same`), its sub-resolvers likewise. Found
+    once per run of the checks (the URL check's answer serves the namespace check)."""
+    run = this_run()
+    known = _looked.get(id(resolver))
+    if known is not None and known[0] is run:
+        return known[1]
+    found = _unchanged(resolver)
+    _looked[id(resolver)] = (run, found)
+    return found
+
+
+def _unchanged(resolver: Any) -> bool:
     kept = _kept_resolvers.get(id(resolver))
     if kept is None or kept[0] is not resolver or not same(kept[3], _own(resolver)):
+        return False
+    if getattr(resolver, "namespace", None) is not _kept_names.get(id(resolver)):
         return False
     patterns = resolver.url_patterns
     if patterns is not kept[1] or tuple(patterns) != kept[2]:
@@ -171,6 +189,24 @@ def install() -> None:
             return list(kept[5])
         return resolver_checked(self)
 
+    from django.core.checks import urls as url_checks  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    loaded = getattr(url_checks, "_load_all_namespaces", None)
+    if callable(loaded):
+        # The namespace check's walk, recursive through the module's name: a kept
+        # resolver unchanged gives the namespaces kept under it, after its parents'.
+        def load_all_namespaces(resolver: Any, parents: tuple[str, ...] = ()) -> Any:
+            names = _kept_namespaces.get(id(resolver))
+            if names is not None and unchanged(resolver):
+                prefix = ":".join(parents) + ":" if parents else ""
+                return [prefix + name for name in names]
+            return loaded(resolver, parents)
+
+        load_all_namespaces.__wrapped__ = loaded  # type: ignore[attr-defined]
+        load_all_namespaces.__doc__ = loaded.__doc__
+        url_checks._load_all_namespaces = load_all_namespaces
+        _namespaces_of.append(loaded)
+
     resolver_made.__wrapped__ = resolver_init  # type: ignore[attr-defined]
     resolver_check.__wrapped__ = resolver_checked  # type: ignore[attr-defined]
     resolver_made.__doc__, resolver_check.__doc__ = resolver_init.__doc__, resolver_checked.__doc__
@@ -212,8 +248,15 @@ def check_kept_patterns() -> None:
             continue
         entry = (resolver, patterns, tuple(patterns), _own(resolver), now, messages)
         _kept_resolvers[id(resolver)] = entry
-        if not unchanged(resolver):  # a sub-resolver not kept: check this one anew
+        _kept_names[id(resolver)] = getattr(resolver, "namespace", None)
+        if not _unchanged(resolver):  # a sub-resolver not kept: check this one anew
             del _kept_resolvers[id(resolver)]
+            continue
+        if _namespaces_of:
+            try:
+                _kept_namespaces[id(resolver)] = list(_namespaces_of[0](resolver, ()))
+            except Exception:
+                pass
 
 
 def _depth(resolver: Any) -> int:
