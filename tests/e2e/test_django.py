@@ -403,6 +403,14 @@ def run_script(site: Path, script: str, *args: str) -> dict[str, Any]:
     return result
 
 
+def as_djangos(site: Path, after: str) -> dict[str, Any]:
+    """runserver's checks under relaunch with ``after`` run once the URLconf loaded (as
+    by code run after a checkpoint), having found Django's own run's messages."""
+    ours = run_checks(site, "early", after)
+    assert ours["messages"] == run_checks(site, "django", after)["messages"], ours
+    return ours
+
+
 def run_checks(site: Path, how: str, *after: str) -> dict[str, Any]:
     """The checks' messages, in Django's own run or runserver's under relaunch; each of
     ``after`` (``pkg:PATH``, a tag library package to create, or code to run) is done
@@ -452,20 +460,16 @@ def test_the_early_settings_checks_find_what_djangos_own_run_finds(site: Path) -
     assert any("staticfiles.W004" in m for m in ours["messages"]), ours
     assert ours["messages"] == djangos["messages"] and ours["reran"] == []
     # A setting changed once the early checks ran: the admin's check finds it.
-    djangos = run_checks(site, "django", DROP_MESSAGES_MIDDLEWARE)
-    ours = run_checks(site, "early", DROP_MESSAGES_MIDDLEWARE)
+    ours = as_djangos(site, DROP_MESSAGES_MIDDLEWARE)
     assert any("admin.E409" in m for m in ours["messages"]), ours
-    assert ours["messages"] == djangos["messages"]
     assert "check_dependencies" in ours["reran"]
-    no_static = "from django.conf import settings; del settings.STORAGES['staticfiles']"
-    ours = run_checks(site, "early", no_static)
+    ours = as_djangos(
+        site, "from django.conf import settings; del settings.STORAGES['staticfiles']"
+    )
     assert any("staticfiles.E005" in m for m in ours["messages"]), ours
-    assert ours["messages"] == run_checks(site, "django", no_static)["messages"]
     # The folder STATICFILES_DIRS names, created once the early checks ran: no warning.
-    made = "import os; os.makedirs('assets')"
-    ours = run_checks(site, "early", made)
+    ours = as_djangos(site, "import os; os.makedirs('assets', exist_ok=True)")
     assert not any("staticfiles.W004" in m for m in ours["messages"]), ours
-    assert ours["messages"] == run_checks(site, "django")["messages"]
     assert "check_finders" in ours["reran"]
 
 
@@ -494,36 +498,28 @@ def test_the_kept_url_patterns_get_djangos_messages_unless_changed_since(site: P
     assert ours["messages"] == djangos["messages"]
     assert ours["checked"] == [] and len(djangos["checked"]) > 20  # the admin's, and ours
     # A kept pattern's view replaced after the checkpoint: that one is checked again.
-    djangos = run_checks(site, "django", WRONG_ADMIN_VIEW)
-    ours = run_checks(site, "early", WRONG_ADMIN_VIEW)
-    assert any("urls.E009" in m for m in ours["messages"]), ours
-    assert ours["messages"] == djangos["messages"] and ours["checked"] == [""]
+    ours = as_djangos(site, WRONG_ADMIN_VIEW)
+    assert any("urls.E009" in m for m in ours["messages"]) and ours["checked"] == [""], ours
     # A pattern added to a kept URLconf's list since: its resolver is checked again.
     late = (
         "import blog.urls\nfrom django.urls import path\n"
         "blog.urls.urlpatterns.append(path('/late', blog.urls.views.PostList.as_view()))"
     )
-    ours = run_checks(site, "early", late)
+    ours = as_djangos(site, late)
     assert sum("urls.W002" in m for m in ours["messages"]) == 2, ours
-    assert ours["messages"] == run_checks(site, "django", late)["messages"]
     assert ours["checked"] == ["/late"]
     # The pattern with the warning taken out of its kept list since: no warning.
-    gone = "import blog.urls\nblog.urls.urlpatterns.pop(0)"
-    ours = run_checks(site, "early", gone)
+    ours = as_djangos(site, "import blog.urls\nblog.urls.urlpatterns.pop(0)")
     assert not any("urls.W002" in m for m in ours["messages"]), ours
-    assert ours["messages"] == run_checks(site, "django", gone)["messages"]
     # A kept resolver's namespace changed in place since: the namespace check sees it.
     twice = (
         "from django.urls import get_resolver\nget_resolver().url_patterns[2].namespace = 'shop'"
     )
-    ours = run_checks(site, "early", twice)
+    ours = as_djangos(site, twice)
     assert any("urls.W005" in m for m in ours["messages"]), ours
-    assert ours["messages"] == run_checks(site, "django", twice)["messages"]
     # APPEND_SLASH turned off since: every pattern is checked again, and no W002.
-    unslash = "from django.conf import settings; settings.APPEND_SLASH = False"
-    ours = run_checks(site, "early", unslash)
+    ours = as_djangos(site, "from django.conf import settings; settings.APPEND_SLASH = False")
     assert not any("urls.W002" in m for m in ours["messages"]), ours
-    assert ours["messages"] == run_checks(site, "django", unslash)["messages"]
     assert len(ours["checked"]) == len(djangos["checked"])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,7 +106,7 @@ def test_under_relaunch_the_first_look_notifies_what_was_edited_since_the_start(
     """Under relaunch the first look at the registered folders waits for runserver to
     serve and answer, so a request may have read a template that was edited before that
     look: whatever was written since the process started is notified then."""
-    from relaunch.integrations.django import reloader as module
+    from relaunch.integrations.django import serving
 
     conf = tmp_path / "conf"
     conf.mkdir()
@@ -116,10 +117,10 @@ def test_under_relaunch_the_first_look_notifies_what_was_edited_since_the_start(
     os.utime(old, ns=(long_ago, long_ago))
     reloader = RelaunchReloader()
     monkeypatch.setattr(reloader, "supervised", True)
-    monkeypatch.setattr(module, "serving", module.threading.Event())
-    monkeypatch.setattr(module, "answered", module.threading.Event())
-    module.serving.set()
-    module.answered.set()
+    monkeypatch.setattr(serving, "serving", threading.Event())
+    monkeypatch.setattr(serving, "answered", threading.Event())
+    serving.serving.set()
+    serving.answered.set()
     reloader.watch_dir(conf, "*.ini")
     touch(edited)  # after the start: a request may have read the old content
     ticker = reloader.tick()

@@ -38,7 +38,7 @@ from typing import Any
 from django.core.servers import basehttp  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
 from ... import held
-from . import reloader
+from . import serving
 
 __all__ = ["KeptSocketServer", "applies", "serve_on_kept_socket"]
 
@@ -160,7 +160,7 @@ class KeptSocketServer(basehttp.WSGIServer):  # type: ignore[misc]
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """socketserver's loop, woken at once by :meth:`retire` instead of polling."""
         _serving.server = self
-        reloader.serving.set()  # relaunch's reloader thread may look at its folders now
+        serving.serving.set()  # relaunch's reloader thread may look at its folders now
         try:
             with selectors.DefaultSelector() as selector:
                 selector.register(self, selectors.EVENT_READ)
@@ -191,7 +191,7 @@ class KeptSocketServer(basehttp.WSGIServer):  # type: ignore[misc]
 
     def request_done(self, request: Any) -> bool:
         """A response was sent; True if the connection must close (retiring)."""
-        reloader.answered.set()
+        serving.answered.set()
         with self._kept_lock:
             if request in self._kept_connections:
                 self._kept_connections[request] = False

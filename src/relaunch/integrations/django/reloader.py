@@ -33,7 +33,7 @@ from ...watch.fingerprint import Fingerprints
 from ...watch.rules import IgnoreRules
 from ...watch.settle import Settler
 from ...watch.watchset import WatchEntry, WatchSet, is_within
-from . import early, urlchecks
+from . import early, serving, urlchecks
 
 __all__ = [
     "RelaunchReloader",
@@ -57,8 +57,7 @@ _FIRST_ANSWER_WAIT = 0.5
 # A file edited since this process started (by this much before, for the coarse clock
 # of file times) is notified at the first look: a request may have read it before.
 _STARTED_SLACK_NS = 20_000_000
-serving = threading.Event()  # set by heldserver as runserver starts serving
-answered = threading.Event()  # and as it has sent a response
+
 _MODULE = "imported by the program"
 
 
@@ -270,11 +269,11 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
         watched file in that time is caught by the first look, see
         :func:`edited_since`)."""
         deadline = time.monotonic() + _FIRST_LOOK_WAIT
-        while not serving.wait(0.05):
+        while not serving.serving.wait(0.05):
             thread = self._main_thread
             if (thread is not None and not thread.is_alive()) or time.monotonic() > deadline:
                 return
-        answered.wait(_FIRST_ANSWER_WAIT)
+        serving.answered.wait(_FIRST_ANSWER_WAIT)
 
     def tick(self) -> Iterator[None]:
         if self.supervised:

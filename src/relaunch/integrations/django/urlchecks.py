@@ -49,10 +49,13 @@ _namespaces_of: list[Any] = []  # and the namespace check's _load_all_namespaces
 def looks(pattern: Any) -> tuple[Any, ...]:
     """What a pattern's check reads of it: its pattern object, view and name, and the
     pattern's route, regex and end flag (compared as the very objects: :func:`same`)."""
-    inner = pattern.pattern
+    return _read(pattern.pattern, pattern.callback)
+
+
+def _read(inner: Any, what: Any) -> tuple[Any, ...]:
     return (
         inner,
-        pattern.callback,
+        what,
         getattr(inner, "name", None),
         getattr(inner, "_route", None),
         getattr(inner, "_regex", None),
@@ -108,16 +111,9 @@ def _unchanged(resolver: Any) -> bool:
 
 
 def _own(resolver: Any) -> tuple[Any, ...]:
-    """What a resolver's own check reads of it (its pattern's), as :func:`looks`."""
-    inner = resolver.pattern
-    return (
-        inner,
-        resolver.urlconf_name,
-        getattr(inner, "name", None),
-        getattr(inner, "_route", None),
-        getattr(inner, "_regex", None),
-        getattr(inner, "_is_endpoint", None),
-    )
+    """What a resolver's own check reads of it (its pattern's, and what it includes),
+    as :func:`looks`."""
+    return _read(resolver.pattern, resolver.urlconf_name)
 
 
 def world() -> tuple[Any, ...]:
@@ -139,21 +135,15 @@ this_run = per_run(world)  # once per run of the checks (early_inputs.new_run)
 
 
 def install() -> None:
-    """Note every URL pattern made from now on, and have ``URLPattern.check`` give
-    a kept pattern's messages."""
+    """Note every URL pattern and resolver made from now on, and have their checks
+    (``URLPattern.check``, ``URLResolver.check``) and the namespace check's walk give
+    what a checkpoint kept for them."""
     from django.urls import resolvers  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-    cls = resolvers.URLPattern
+    cls, resolver_cls = resolvers.URLPattern, resolvers.URLResolver
     if getattr(cls.check, "_relaunch", False):
         return
-    made_init, checked = cls.__init__, cls.check
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        made_init(self, *args, **kwargs)
-        try:
-            _made.add(self)
-        except TypeError:
-            pass  # a subclass with no __weakref__: checked as Django checks it
+    checked, resolver_checked = cls.check, resolver_cls.check
 
     def check(self: Any) -> Any:
         kept = _kept.get(id(self))
@@ -166,28 +156,18 @@ def install() -> None:
             return list(kept[3])
         return checked(self)
 
-    __init__.__wrapped__ = made_init  # type: ignore[attr-defined]
-    check.__wrapped__ = checked  # type: ignore[attr-defined]
-    check._relaunch = True  # type: ignore[attr-defined]
-    __init__.__doc__, check.__doc__ = made_init.__doc__, checked.__doc__
-    cls.__init__, cls.check = __init__, check
-    _django_check.append(checked)
-
-    resolver_cls = resolvers.URLResolver
-    resolver_init, resolver_checked = resolver_cls.__init__, resolver_cls.check
-
-    def resolver_made(self: Any, *args: Any, **kwargs: Any) -> None:
-        resolver_init(self, *args, **kwargs)
-        try:
-            _made.add(self)
-        except TypeError:
-            pass
-
     def resolver_check(self: Any) -> Any:
         kept = _kept_resolvers.get(id(self))
         if kept is not None and kept[4] == this_run() and unchanged(self):
             return list(kept[5])
         return resolver_checked(self)
+
+    check._relaunch = True  # type: ignore[attr-defined]
+    cls.__init__, cls.check = _noting(cls.__init__), _as(check, checked)
+    resolver_cls.__init__ = _noting(resolver_cls.__init__)
+    resolver_cls.check = _as(resolver_check, resolver_checked)
+    _django_check.append(checked)
+    _resolver_check.append(resolver_checked)
 
     from django.core.checks import urls as url_checks  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
@@ -202,16 +182,27 @@ def install() -> None:
                 return [prefix + name for name in names]
             return loaded(resolver, parents)
 
-        load_all_namespaces.__wrapped__ = loaded  # type: ignore[attr-defined]
-        load_all_namespaces.__doc__ = loaded.__doc__
-        url_checks._load_all_namespaces = load_all_namespaces
+        url_checks._load_all_namespaces = _as(load_all_namespaces, loaded)
         _namespaces_of.append(loaded)
 
-    resolver_made.__wrapped__ = resolver_init  # type: ignore[attr-defined]
-    resolver_check.__wrapped__ = resolver_checked  # type: ignore[attr-defined]
-    resolver_made.__doc__, resolver_check.__doc__ = resolver_init.__doc__, resolver_checked.__doc__
-    resolver_cls.__init__, resolver_cls.check = resolver_made, resolver_check
-    _resolver_check.append(resolver_checked)
+
+def _noting(init: Any) -> Any:
+    """``init``, noting each object made (in a weak set)."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        try:
+            _made.add(self)
+        except TypeError:
+            pass  # a subclass with no __weakref__: checked as Django checks it
+
+    return _as(__init__, init)
+
+
+def _as(new: Any, old: Any) -> Any:
+    """``new``, standing in for ``old`` (its doc; ``__wrapped__``, for inspect)."""
+    new.__wrapped__, new.__doc__ = old, old.__doc__
+    return new
 
 
 def check_kept_patterns() -> None:
