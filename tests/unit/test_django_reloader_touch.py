@@ -119,6 +119,7 @@ def test_under_relaunch_the_first_look_notifies_what_was_edited_since_the_start(
     monkeypatch.setattr(reloader, "supervised", True)
     monkeypatch.setattr(serving, "serving", threading.Event())
     monkeypatch.setattr(serving, "answered", threading.Event())
+    monkeypatch.setattr(serving, "expected", True)
     serving.serving.set()
     serving.answered.set()
     reloader.watch_dir(conf, "*.ini")

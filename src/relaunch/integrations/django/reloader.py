@@ -92,6 +92,7 @@ def _start_django(start: Any) -> Any:
             command = getattr(main_func, "__self__", None)
             if heldserver.applies(command):
                 main_func = heldserver.serve_on_kept_socket(command, main_func)
+                serving.expected = True  # it says when it serves (see tick)
         return start(reloader, main_func, *args, **kwargs)
 
     return start_django
@@ -262,7 +263,8 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
         return watchset
 
     def _wait_for_serving(self) -> None:
-        """Under relaunch, until runserver serves (or its thread ended, or
+        """Under relaunch, where runserver serves on the kept socket (it says when it
+        does: :mod:`.serving`), until runserver serves (or its thread ended, or
         ``_FIRST_LOOK_WAIT``), then until it answered a request (or
         ``_FIRST_ANSWER_WAIT``): a new process's checks and first request then have the
         CPU to themselves (the supervisor watches the modules meanwhile; an edit of a
@@ -276,7 +278,7 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
         serving.answered.wait(_FIRST_ANSWER_WAIT)
 
     def tick(self) -> Iterator[None]:
-        if self.supervised:
+        if self.supervised and serving.expected:
             self._wait_for_serving()
         first = True
         edited: list[str] = []  # at the first look, edited since this process started

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 
-__all__ = ["answered", "serving"]
+__all__ = ["answered", "expected", "serving"]
 
+expected = False  # runserver serves through heldserver here: the two will be set
 serving = threading.Event()  # runserver began to serve
 answered = threading.Event()  # and has sent a response
