@@ -27,23 +27,31 @@ route in place."""
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 from .early_inputs import per_run
 
 __all__ = ["check_kept_patterns", "install", "looks", "same", "unchanged", "world"]
 
+
+class _KeptResolver(NamedTuple):
+    """What a checkpoint kept of an included URLconf's resolver."""
+
+    resolver: Any
+    patterns: Any  # its url_patterns: the very list
+    listed: tuple[Any, ...]  # what the list held
+    own: tuple[Any, ...]  # _own(resolver)
+    namespace: Any
+    world: tuple[Any, ...]
+    messages: list[Any]  # its check's
+    namespaces: list[str] | None  # the namespace check's walk's, below it
+
+
 _made: weakref.WeakSet[Any] = weakref.WeakSet()
 # id(pattern) -> (pattern, looks(pattern), world(), messages), filled in a checkpoint
 _kept: dict[int, tuple[Any, tuple[Any, ...], tuple[Any, ...], list[Any]]] = {}
-# id(resolver) -> (resolver, its url_patterns, tuple of them, _own(), world(), messages)
-_kept_resolvers: dict[int, tuple[Any, Any, tuple[Any, ...], Any, tuple[Any, ...], list[Any]]] = {}
-_kept_names: dict[int, Any] = {}  # id(resolver) -> its namespace, as kept
-_kept_namespaces: dict[int, list[str]] = {}  # id(resolver) -> the namespaces under it
+_kept_resolvers: dict[int, _KeptResolver] = {}
 _looked: dict[int, tuple[Any, bool]] = {}  # id(resolver) -> (run, unchanged): this run's
-_django_check: list[Any] = []  # URLPattern.check as Django has it, once installed
-_resolver_check: list[Any] = []  # and URLResolver.check
-_namespaces_of: list[Any] = []  # and the namespace check's _load_all_namespaces
 
 
 def looks(pattern: Any) -> tuple[Any, ...]:
@@ -92,12 +100,12 @@ def unchanged(resolver: Any) -> bool:
 
 def _unchanged(resolver: Any) -> bool:
     kept = _kept_resolvers.get(id(resolver))
-    if kept is None or kept[0] is not resolver or not same(kept[3], _own(resolver)):
+    if kept is None or kept.resolver is not resolver or not same(kept.own, _own(resolver)):
         return False
-    if getattr(resolver, "namespace", None) is not _kept_names.get(id(resolver)):
+    if getattr(resolver, "namespace", None) is not kept.namespace:
         return False
     patterns = resolver.url_patterns
-    if patterns is not kept[1] or tuple(patterns) != kept[2]:
+    if patterns is not kept.patterns or tuple(patterns) != kept.listed:
         return False
     for pattern in patterns:
         if id(pattern) in _kept_resolvers:
@@ -141,7 +149,7 @@ def install() -> None:
     from django.urls import resolvers  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     cls, resolver_cls = resolvers.URLPattern, resolvers.URLResolver
-    if getattr(cls.check, "_relaunch", False):
+    if _django(cls.check) is not None:
         return
     checked, resolver_checked = cls.check, resolver_cls.check
 
@@ -158,16 +166,13 @@ def install() -> None:
 
     def resolver_check(self: Any) -> Any:
         kept = _kept_resolvers.get(id(self))
-        if kept is not None and kept[4] == this_run() and unchanged(self):
-            return list(kept[5])
+        if kept is not None and kept.world == this_run() and unchanged(self):
+            return list(kept.messages)
         return resolver_checked(self)
 
-    check._relaunch = True  # type: ignore[attr-defined]
     cls.__init__, cls.check = _noting(cls.__init__), _as(check, checked)
     resolver_cls.__init__ = _noting(resolver_cls.__init__)
     resolver_cls.check = _as(resolver_check, resolver_checked)
-    _django_check.append(checked)
-    _resolver_check.append(resolver_checked)
 
     from django.core.checks import urls as url_checks  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
@@ -176,14 +181,13 @@ def install() -> None:
         # The namespace check's walk, recursive through the module's name: a kept
         # resolver unchanged gives the namespaces kept under it, after its parents'.
         def load_all_namespaces(resolver: Any, parents: tuple[str, ...] = ()) -> Any:
-            names = _kept_namespaces.get(id(resolver))
-            if names is not None and unchanged(resolver):
+            kept = _kept_resolvers.get(id(resolver))
+            if kept is not None and kept.namespaces is not None and unchanged(resolver):
                 prefix = ":".join(parents) + ":" if parents else ""
-                return [prefix + name for name in names]
+                return [prefix + name for name in kept.namespaces]
             return loaded(resolver, parents)
 
         url_checks._load_all_namespaces = _as(load_all_namespaces, loaded)
-        _namespaces_of.append(loaded)
 
 
 def _noting(init: Any) -> Any:
@@ -200,19 +204,29 @@ def _noting(init: Any) -> Any:
 
 
 def _as(new: Any, old: Any) -> Any:
-    """``new``, standing in for ``old`` (its doc; ``__wrapped__``, for inspect)."""
+    """``new``, standing in for ``old`` (its doc; ``__wrapped__``, for inspect, and for
+    :func:`_django`)."""
     new.__wrapped__, new.__doc__ = old, old.__doc__
+    new._relaunch = True
     return new
+
+
+def _django(fn: Any) -> Any:
+    """Django's own function ``fn`` stands in for, if it is one of :func:`install`'s;
+    None if not."""
+    return fn.__wrapped__ if getattr(fn, "_relaunch", False) else None
 
 
 def check_kept_patterns() -> None:
     """In a checkpoint's process, before it parks: check every pattern alive, and keep
-    the messages of those whose check raises nothing."""
-    if not _django_check or not _resolver_check:
-        return
+    the messages of those whose check raises nothing; then of every included URLconf's
+    resolver, and the namespaces below it."""
+    from django.core.checks import urls as url_checks  # type: ignore[import-untyped,import-not-found,unused-ignore]
     from django.urls import resolvers  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-    checked, resolver_checked = _django_check[0], _resolver_check[0]
+    checked = _django(resolvers.URLPattern.check)
+    if checked is None:
+        return
     now = world()
     alive = list(_made)
     for pattern in alive:
@@ -224,40 +238,45 @@ def check_kept_patterns() -> None:
             continue
         _kept[id(pattern)] = (pattern, looks(pattern), now, messages)
     # An included URLconf's (not the root's, being imported here: its urlconf_name is a
-    # dotted path): its patterns are all made. Innermost first, so each outer one's
-    # check finds the inner ones kept.
-    included = [
-        r
+    # dotted path): its patterns are all made.
+    included = {
+        id(r): r
         for r in alive
         if isinstance(r, resolvers.URLResolver) and not isinstance(r.urlconf_name, str)
-    ]
-    for resolver in sorted(included, key=_depth):
+    }
+    resolver_checked = _django(resolvers.URLResolver.check)
+    walk = _django(getattr(url_checks, "_load_all_namespaces", None))
+    done: set[int] = set()
+
+    def keep(resolver: Any) -> None:
+        """Keep a resolver's check (and the namespaces below it) once those of the
+        resolvers in its patterns are: innermost first, so that each outer one's check
+        finds the inner ones kept."""
+        if id(resolver) in done:
+            return
+        done.add(id(resolver))
         try:
             patterns = resolver.url_patterns
+            for pattern in patterns:
+                if id(pattern) in included:
+                    keep(pattern)
             messages = list(resolver_checked(resolver))
         except Exception:
-            continue
-        entry = (resolver, patterns, tuple(patterns), _own(resolver), now, messages)
-        _kept_resolvers[id(resolver)] = entry
-        _kept_names[id(resolver)] = getattr(resolver, "namespace", None)
+            return
+        namespace = getattr(resolver, "namespace", None)
+        kept = _KeptResolver(
+            resolver, patterns, tuple(patterns), _own(resolver), namespace, now, messages, None
+        )
+        _kept_resolvers[id(resolver)] = kept
         if not _unchanged(resolver):  # a sub-resolver not kept: check this one anew
             del _kept_resolvers[id(resolver)]
-            continue
-        if _namespaces_of:
+            return
+        if walk is not None:
             try:
-                _kept_namespaces[id(resolver)] = list(_namespaces_of[0](resolver, ()))
+                names = list(walk(resolver, ()))
             except Exception:
-                pass
+                return
+            _kept_resolvers[id(resolver)] = kept._replace(namespaces=names)
 
-
-def _depth(resolver: Any) -> int:
-    """How many resolvers deep a resolver's patterns go (0: patterns only): the
-    innermost sort first."""
-    return max((1 + _depth(p) for p in _subresolvers(resolver)), default=0)
-
-
-def _subresolvers(resolver: Any) -> list[Any]:
-    try:
-        return [p for p in resolver.url_patterns if hasattr(p, "url_patterns")]
-    except Exception:
-        return []
+    for resolver in included.values():
+        keep(resolver)
