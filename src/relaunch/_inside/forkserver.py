@@ -104,13 +104,22 @@ class ForkServer:
         self.forks += 1
         if self._use_spare(message, fds):
             return
+        pid = self._fork_off()
+        if pid == 0:
+            self.forked = (message, fds[0], fds[1])
+            return
+        for fd in fds:
+            os.close(fd)
+        self.send({"ev": "forked", "pid": pid})
+
+    def _fork_off(self) -> int:
+        """Fork a child that leaves the server (:meth:`_leave`): its pid here, 0 in it."""
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             self._leave()
-            self.forked = (message, fds[0], fds[1])
-            return
+            return 0
         # The child makes its own group too, but may not have run yet: made here as well,
         # the group exists before the supervisor hears the pid, so a stop sent at once
         # reaches it. EACCES/ESRCH: the child has moved on or already exited.
@@ -118,9 +127,7 @@ class ForkServer:
             os.setpgid(pid, pid)
         except OSError:
             pass
-        for fd in fds:
-            os.close(fd)
-        self.send({"ev": "forked", "pid": pid})
+        return pid
 
     def _leave(self) -> None:
         """In the forked child: drop everything of the server, give back the signal
@@ -148,12 +155,9 @@ class ForkServer:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         except OSError:
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
+        pid = self._fork_off()
         if pid == 0:
             ours.close()
-            self._leave()
             if self.own_pages and self.forks:
                 own_pages(lambda: _pending(theirs))
             forked = _await_fork_message(theirs)
@@ -163,10 +167,6 @@ class ForkServer:
             self.forked = forked
             return
         theirs.close()
-        try:
-            os.setpgid(pid, pid)  # as for a fork (see _fork)
-        except OSError:
-            pass
         self.spare_pid, self._spare_sock = pid, ours
 
     def _use_spare(self, message: dict[str, Any], fds: list[int]) -> bool:
