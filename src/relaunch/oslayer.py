@@ -814,23 +814,25 @@ def open_file_limit() -> int | None:
 __all__ += ["peer_pid", "private_unix_listener"]
 
 
-def private_unix_listener(name: str, kind: int, backlog: int) -> tuple[str, socket.socket]:
+def private_unix_listener(name: str, kind: int, backlog: int) -> tuple[str, str, socket.socket]:
     """A listening Unix socket ``name`` of ``kind`` in a new private folder (mode 0700:
-    only this user can reach it); returns (the folder, the socket). The caller removes
-    the folder when done. Raises OSError, leaving nothing behind, if it cannot."""
+    only this user can reach it); returns (the folder, the socket's path, the socket).
+    The caller removes the folder when done. Raises OSError, leaving nothing behind, if
+    it cannot."""
     import shutil
     import tempfile
 
     folder = tempfile.mkdtemp(prefix="relaunch-")
+    path = os.path.join(folder, name)
     sock = socket.socket(socket.AF_UNIX, kind)
     try:
-        sock.bind(os.path.join(folder, name))
+        sock.bind(path)
         sock.listen(backlog)
     except OSError:
         sock.close()
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return folder, sock
+    return folder, path, sock
 
 
 def peer_pid(sock: socket.socket) -> int | None:

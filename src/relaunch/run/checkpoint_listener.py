@@ -5,7 +5,6 @@ that forks from each."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import socket
 import threading
@@ -74,10 +73,9 @@ class Listener:
 
     def __init__(self, on_event: Callable[[tuple[Any, ...]], None]) -> None:
         self.on_event = on_event
-        self.folder, self.sock = oslayer.private_unix_listener(
+        self.folder, self.address, self.sock = oslayer.private_unix_listener(
             "checkpoints", socket.SOCK_STREAM, 16
         )
-        self.address = os.path.join(self.folder, "checkpoints")
         self.lock = threading.Lock()
         self.arriving: dict[int, float] = {}  # pid -> when announced
         self.closed = False

@@ -63,8 +63,7 @@ class SocketKeeper:
         kind = oslayer.fd_passing_socket_type()
         if kind is None:
             raise OSError("this system cannot pass open sockets between processes")
-        self.folder, self._listener = oslayer.private_unix_listener("sockets", kind, 16)
-        self.path = os.path.join(self.folder, "sockets")
+        self.folder, self.path, self._listener = oslayer.private_unix_listener("sockets", kind, 16)
         self._lock = threading.Lock()
         self._held: dict[str, socket.socket] = {}
         self._closing = False

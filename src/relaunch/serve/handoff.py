@@ -69,8 +69,7 @@ class Hub:
         kind = oslayer.fd_passing_socket_type()
         if kind is None:
             raise OSError("this system cannot pass open sockets between processes")
-        self.folder, self._listener = oslayer.private_unix_listener("handoff", kind, 64)
-        self.path = os.path.join(self.folder, "handoff")
+        self.folder, self.path, self._listener = oslayer.private_unix_listener("handoff", kind, 64)
         self._lock = threading.Lock()
         self._peers: dict[int, _Peer] = {}  # by fileno
         self._held: list[tuple[int, bytes]] = []
