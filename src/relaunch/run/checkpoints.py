@@ -170,7 +170,9 @@ class Checkpointing(Warm):
         paths = list(paths)
         super().paths_changed(paths)
         self._spoil(paths)
-        if any(self._watched(p) for p in paths):  # not for a log file the app writes
+        # Not for a log file the app writes; nor with no checkpoint to look at (one
+        # parked later is looked at as it arrives: see checkpoint_rules.admit).
+        if self.checkpoints and any(self._watched(p) for p in paths):
             self._look_soon()
 
     def _look_soon(self) -> None:
