@@ -22,7 +22,11 @@ pytestmark = pytest.mark.skipif(not oslayer.CAN_FORK, reason="needs fork()")
 FORKSERVER = Path(__file__).parents[2] / "src" / "relaunch" / "_inside" / "forkserver.py"
 
 # The server: STATE is what it holds; an op "set" changes it (as the zygote's preloading
-# does). A forked child writes its pid, its parent and STATE to the report pipe.
+# does). A forked child writes its pid, its parent and STATE to the report pipe, then
+# stays until its control pipe closes; one asked to ("write": true) first writes the
+# first half of HELD, as a run writes to what it shares with the server. Started with
+# "like", the server first forks a process that does the same and stays (the run the
+# checkpoint's first spare takes after).
 SERVER = """\
 import importlib.util, json, os, socket, sys
 
@@ -32,30 +36,50 @@ spec.loader.exec_module(forkserver)
 STATE = {"value": "first"}
 HELD = bytearray(range(256)) * (16 << 12)  # 16 MiB written: the spare may copy them
 
+def write_half():
+    for i in range(0, len(HELD) // 2, 4096):
+        HELD[i] = HELD[i]
+
 def on_op(message):
     STATE["value"] = message["value"]
 
+mode = sys.argv[3]
+like = None
+if mode == "like":
+    gone_r, gone_w = os.pipe()
+    like = os.fork()
+    if like == 0:
+        os.close(gone_w)
+        write_half()
+        os.read(gone_r, 1)  # until the server is gone
+        os._exit(0)
+    os.close(gone_r)
 sock = socket.socket(fileno=int(sys.argv[2]))
-forked = forkserver.ForkServer(sock, on_op, own_pages=sys.argv[3] == "own").serve()
+server = forkserver.ForkServer(sock, on_op, own_pages=mode != "share", like=like)
+forked = server.serve()
 if forked is None:
     sys.exit(0)
 message, report_w, control_r = forked
+if message.get("write"):
+    write_half()
 os.write(report_w, json.dumps([os.getpid(), os.getppid(), STATE["value"]]).encode())
+os.close(report_w)
+os.read(control_r, 1)
 os._exit(0)
 """
 
 
 class Server:
-    def __init__(self, *, own_pages: bool = False) -> None:
+    def __init__(self, mode: str = "share") -> None:
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        own = "own" if own_pages else "share"
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(FORKSERVER), str(theirs.fileno()), own],
+            [sys.executable, "-c", SERVER, str(FORKSERVER), str(theirs.fileno()), mode],
             pass_fds=(theirs.fileno(),),
         )
         theirs.close()
         self.sock.settimeout(10)
         self.buffer = b""
+        self.kept: list[int] = []  # control pipes of the children kept running
 
     def children(self) -> set[int]:
         path = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
@@ -81,10 +105,12 @@ class Server:
         message: dict[str, object] = json.loads(line)
         return message
 
-    def fork(self) -> tuple[int, list[object]]:
+    def fork(self, *, write: bool = False) -> tuple[int, list[object]]:
+        """A fork; with ``write``, the child writes half of HELD and stays (until close)."""
         report_r, report_w = os.pipe()
         control_r, control_w = os.pipe()
-        socket.send_fds(self.sock, [b'{"op": "fork", "hot": []}\n'], [report_w, control_r])
+        message = json.dumps({"op": "fork", "hot": [], "write": write}) + "\n"
+        socket.send_fds(self.sock, [message.encode()], [report_w, control_r])
         os.close(report_w)
         os.close(control_r)
         answer = self.read()
@@ -93,22 +119,33 @@ class Server:
         assert answer["ev"] == "forked", answer
         with os.fdopen(report_r, "rb") as report:
             said: list[object] = json.loads(report.read())
-        os.close(control_w)
+        if write:
+            self.kept.append(control_w)
+        else:
+            os.close(control_w)
         pid = answer["pid"]
         assert isinstance(pid, int)
         return pid, said
 
+    def let_go(self) -> None:
+        """Let the children kept running exit."""
+        for fd in self.kept:
+            os.close(fd)
+        self.kept.clear()
+
     def close(self) -> None:
+        self.let_go()
         self.sock.close()
         self.proc.wait(timeout=10)
 
 
 @pytest.fixture
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    s = Server(own_pages=getattr(request, "param", False))
+    s = Server(getattr(request, "param", "share"))
     try:
         yield s
     finally:
+        s.let_go()
         if s.proc.poll() is None:
             s.proc.kill()
         s.proc.wait(timeout=10)
@@ -203,19 +240,50 @@ def private_dirty(pid: int) -> int:
     return 0
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("server", [True], indirect=True)
-def test_the_spare_of_a_server_in_use_owns_its_pages(server: Server) -> None:
-    """With own_pages (a checkpoint's server), the spare made after a fork copies the
-    16 MiB its server wrote (the first, before any fork, does not), and serves the next
-    fork as a fork made then would."""
-    (first,) = server.wait_for_spare()
-    assert private_dirty(first) < 8 << 20
-    pid, _said = server.fork()
-    (spare,) = server.wait_for_spare(besides={pid})
+def wait_private_dirty(pid: int, at_least: int) -> int:
+    """The process's private dirty bytes, once at least ``at_least`` (or after 10 s)."""
     deadline = time.monotonic() + 10
-    while private_dirty(spare) < 16 << 20 and time.monotonic() < deadline:
+    while private_dirty(pid) < at_least and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert private_dirty(spare) >= 16 << 20
+    time.sleep(0.2)  # had it gone on copying, what more it copied shows now
+    return private_dirty(pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("server", ["own"], indirect=True)
+def test_the_spare_of_a_server_in_use_owns_what_the_last_fork_wrote(server: Server) -> None:
+    """With own_pages (a checkpoint's server), the spare made after a fork copies the
+    pages that fork wrote (8 MiB of the server's 16), not the rest (the first spare,
+    before any fork, copies nothing), and serves the next fork as a fork made then would."""
+    (first,) = server.wait_for_spare()
+    assert private_dirty(first) < 4 << 20
+    pid, _said = server.fork(write=True)
+    (spare,) = server.wait_for_spare(besides={pid})
+    owned = wait_private_dirty(spare, 7 << 20)
+    assert 7 << 20 <= owned < 12 << 20
     second, said = server.fork()
     assert second == spare and said == [second, server.proc.pid, "first"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("server", ["like"], indirect=True)
+def test_the_first_spare_owns_what_the_run_it_takes_after_wrote(server: Server) -> None:
+    """Given the process that goes on from where the server was made (a checkpoint's
+    run), the first spare copies the pages that process wrote: 8 MiB of 16."""
+    (first,) = server.wait_for_spare()
+    owned = wait_private_dirty(first, 7 << 20)
+    assert 7 << 20 <= owned < 12 << 20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("server", ["own"], indirect=True)
+def test_a_spare_whose_last_fork_is_gone_owns_every_page_it_shares(server: Server) -> None:
+    """The last fork's pages cannot be read once it has exited: the spare then copies
+    every page it shares with the server (all 16 MiB of HELD)."""
+    server.wait_for_spare()
+    pid, _said = server.fork()  # exits at once
+    deadline = time.monotonic() + 10
+    while oslayer.process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (spare,) = server.wait_for_spare(besides={pid})
+    assert wait_private_dirty(spare, 16 << 20) >= 16 << 20

@@ -500,6 +500,7 @@ class _Checkpoints:
             return
         sys.stdout.flush()
         sys.stderr.flush()
+        run = self.getpid()  # goes on from here as each fork of K will
         pid = os.fork()
         if pid:
             try:
@@ -513,7 +514,7 @@ class _Checkpoints:
                 # Until K0 exits, K is not relaunch's child: have it known by then.
                 self._tell(f"parking {parked}\n", answer=True)
                 os._exit(0)
-            forked = self._park(path)
+            forked = self._park(path, run)
         except BaseException:
             os._exit(1)
         if forked is None:
@@ -561,8 +562,9 @@ class _Checkpoints:
                     files.append([full, *_seen(full)])
         return files
 
-    def _park(self, path: str) -> Any:
-        """In K: serve forks; returns in each process forked from it, never in K."""
+    def _park(self, path: str, run: int) -> Any:
+        """In K: serve forks; returns in each process forked from it, never in K. ``run``
+        is the process that went on from the import (what it writes, K's spare copies)."""
         os.setpgid(0, 0)  # a stop of the program's group must not reach it
         for fd in (self.channel.write_fd, self.channel.read_fd):
             try:
@@ -582,7 +584,7 @@ class _Checkpoints:
 
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(self.address)
-        server = forkserver.ForkServer(sock, own_pages=True)
+        server = forkserver.ForkServer(sock, own_pages=True, like=run)
         server.send({"ev": "checkpoint", "pid": self.getpid(), "file": path, "files": files})
         # Worked out here, once, not in each fork: there, a look at every module (or the
         # freeing of what was sent) would touch, and so copy, pages it shares with K.

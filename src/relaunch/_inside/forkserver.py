@@ -21,12 +21,18 @@ hands them to it, and the server answers at once. The spare is a copy of the ser
 it is between requests, as a fork made then would be. Any other op (the zygote's
 preloading changes what it holds) discards the spare, as does the server's exit.
 
-A spare of a server that has forked before (``own_pages``: a checkpoint in use) also
-copies, while it waits, the pages it shares with the server (:func:`own_pages`, Linux):
-the fork it becomes then writes to its memory without a copy-on-write page fault for
-each page it touches first (thousands, a few microseconds each, in a reload from a
-large Django project's checkpoint). It then holds a private copy of the server's
-memory, as the bench reports; a spare that is given its fork message stops copying.
+A checkpoint's spare (``own_pages``) also copies, while it waits, the pages that the
+fork it becomes would write first (:func:`own_pages`, Linux), so that fork writes
+without a copy-on-write page fault for each (thousands, a few microseconds each, in a
+reload from a large Django project's checkpoint). Which pages those are, the run before
+shows: ``like``, a process that went on from the server's image as a fork of it does
+(the checkpoint's own run, then each fork), has a page of its own (no longer shared)
+for each it wrote. The spare waits until that process is idle (it has started, and
+served), reads its page map and copies those pages: it then holds a private copy of
+them (about a third of the server's memory, in the bench's Django project). When that
+process is gone (it failed, or was stopped before the spare was made), the spare of a
+server that has forked copies every page it shares; the first spare copies nothing.
+A spare that is given its fork message stops copying.
 """
 
 from __future__ import annotations
@@ -58,10 +64,12 @@ class ForkServer:
         on_op: Callable[[dict[str, Any]], None] | None = None,
         *,
         own_pages: bool = False,
+        like: int | None = None,
     ) -> None:
         self.sock = sock
         self.on_op = on_op
         self.own_pages = own_pages
+        self.like = like  # the last process that went on from this image: its pages tell
         self.forks = 0
         self.buffer = b""
         self.pending_fds: list[int] = []
@@ -102,14 +110,15 @@ class ForkServer:
             return
         self._spare_due = time.monotonic() + SPARE_AFTER
         self.forks += 1
-        if self._use_spare(message, fds):
-            return
-        pid = self._fork_off()
-        if pid == 0:
-            self.forked = (message, fds[0], fds[1])
-            return
-        for fd in fds:
-            os.close(fd)
+        pid = self._use_spare(message, fds)
+        if pid is None:
+            pid = self._fork_off()
+            if pid == 0:
+                self.forked = (message, fds[0], fds[1])
+                return
+            for fd in fds:
+                os.close(fd)
+        self.like = pid
         self.send({"ev": "forked", "pid": pid})
 
     def _fork_off(self) -> int:
@@ -158,8 +167,8 @@ class ForkServer:
         pid = self._fork_off()
         if pid == 0:
             ours.close()
-            if self.own_pages and self.forks:
-                own_pages(lambda: _pending(theirs))
+            if self.own_pages and (self.forks or self.like is not None):
+                own_pages(lambda: _pending(theirs), like=self.like, or_every=self.forks > 0)
             forked = _await_fork_message(theirs)
             theirs.close()
             if forked is None:
@@ -169,23 +178,22 @@ class ForkServer:
         theirs.close()
         self.spare_pid, self._spare_sock = pid, ours
 
-    def _use_spare(self, message: dict[str, Any], fds: list[int]) -> bool:
-        """Hand a fork request to the spare; False if there is none (or it is gone)."""
+    def _use_spare(self, message: dict[str, Any], fds: list[int]) -> int | None:
+        """Hand a fork request to the spare: its pid; None if there is none (or it is gone)."""
         pid, sock = self.spare_pid, self._spare_sock
         if pid is None or sock is None:
-            return False
+            return None
         self.spare_pid = self._spare_sock = None  # it becomes a child like any other
         try:
             socket.send_fds(sock, [(json.dumps(message) + "\n").encode()], fds)
         except OSError:
             sock.close()
             _kill(pid)
-            return False
+            return None
         sock.close()
         for fd in fds:
             os.close(fd)
-        self.send({"ev": "forked", "pid": pid})
-        return True
+        return pid
 
     def _forget_spare(self) -> None:
         self.spare_pid = None
@@ -300,17 +308,115 @@ _MADV_POPULATE_WRITE = 23
 _PRESENT, _EXCLUSIVE = 1 << 63, 1 << 56  # /proc/PID/pagemap entry bits
 _LARGEST = 1 << 32  # a mapping larger than this (reserved address space) is left alone
 _CHUNK = 1 << 20  # bytes copied between two looks for the fork message
+_IDLE_LOOK, _IDLE_WAIT = 0.05, 10.0  # seconds between looks at ``like``'s CPU time; at most
 
 
-def own_pages(stop: Callable[[], bool] = lambda: False) -> int:
-    """Copy now the pages of this process's private writable memory that it still
-    shares with the process it was forked from: those present and not exclusively
-    mapped (``/proc/self/pagemap``), each run given ``madvise(MADV_POPULATE_WRITE)``,
-    which breaks the sharing as a write would, with no change to their content.
+def own_pages(
+    stop: Callable[[], bool] = lambda: False, like: int | None = None, *, or_every: bool = True
+) -> int:
+    """Copy now the pages of this process's private writable memory that a fork of the
+    process it was forked from would write first, each run of them given
+    ``madvise(MADV_POPULATE_WRITE)``, which faults them in writable (so breaks their
+    sharing) as a write would, with no change to their content.
+
+    Which: with ``like``, the pid of a process that went on from the same image, the
+    pages it has written (its own, no longer shared: present and exclusively mapped in
+    its ``/proc/PID/pagemap``), read once it is idle. Without it, or where that cannot
+    be read (the process is gone) and ``or_every``, every page this process still
+    shares (present, not exclusively mapped, in its own pagemap); else none.
+
     Returns the bytes copied: 0 outside Linux, or where the kernel cannot. Stops when
-    ``stop()`` says so (checked between runs). ctypes is loaded for the call only: the
-    process may become the program's, which must not find it imported."""
+    ``stop()`` says so (checked between runs, and while waiting for ``like``). ctypes
+    is loaded for the call only: the process may become the program's, which must not
+    find it imported."""
     if not sys.platform.startswith("linux"):
+        return 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open("/proc/self/maps") as maps:
+            regions = _writable(maps.read())
+    except OSError:
+        return 0
+    runs = None
+    if like is not None and _idle(like, stop):
+        runs = _page_runs(f"/proc/{like}/pagemap", regions, page, mine=True)
+    if runs is None and (like is None or or_every) and not stop():
+        runs = _page_runs("/proc/self/pagemap", regions, page, mine=False)
+    return _populate(runs or [], stop)
+
+
+def _writable(maps: str) -> list[tuple[int, int]]:
+    """The private writable mappings of a ``/proc/PID/maps`` text, but reserved spans."""
+    regions = []
+    for line in maps.splitlines():
+        fields = line.split()
+        if len(fields) < 2 or fields[1] != "rw-p":
+            continue
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        if high - low <= _LARGEST:
+            regions.append((low, high))
+    return regions
+
+
+def _idle(pid: int, stop: Callable[[], bool]) -> bool:
+    """Wait until process ``pid`` used no CPU time for a look's interval (it has done
+    what it started with), at most :data:`_IDLE_WAIT` seconds. False if it is gone, or
+    ``stop()`` said so."""
+    deadline = time.monotonic() + _IDLE_WAIT
+    last = None
+    while not stop():
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            return False
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if fields[0] in (b"Z", b"X"):
+            return False  # exited: its memory is gone with it
+        used = int(fields[11]) + int(fields[12])  # utime + stime, all its threads'
+        if used == last or time.monotonic() >= deadline:
+            return True
+        last = used
+        time.sleep(_IDLE_LOOK)
+    return False
+
+
+def _page_runs(
+    pagemap: str, regions: list[tuple[int, int]], page: int, *, mine: bool
+) -> list[tuple[int, int]] | None:
+    """The runs of pages in ``regions`` present in ``pagemap``, and exclusively mapped
+    there (``mine``) or not; None if it cannot be read (whole)."""
+    try:
+        fd = os.open(pagemap, os.O_RDONLY)
+    except OSError:
+        return None
+    runs: list[tuple[int, int]] = []
+    try:
+        for low, high in regions:
+            count = (high - low) // page
+            data = os.pread(fd, 8 * count, (low // page) * 8)
+            if len(data) != 8 * count:
+                return None
+            start = -1
+            for i, entry in enumerate(memoryview(data).cast("Q")):
+                taken = entry & _PRESENT and bool(entry & _EXCLUSIVE) == mine
+                if taken and start < 0:
+                    start = i
+                elif not taken and start >= 0:
+                    runs.append((low + start * page, (i - start) * page))
+                    start = -1
+            if start >= 0:
+                runs.append((low + start * page, (count - start) * page))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return runs
+
+
+def _populate(runs: list[tuple[int, int]], stop: Callable[[], bool]) -> int:
+    """madvise(MADV_POPULATE_WRITE) each run, a chunk at a time: the bytes done."""
+    if not runs:
         return 0
     had = set(sys.modules)
     copied = 0
@@ -319,49 +425,18 @@ def own_pages(stop: Callable[[], bool] = lambda: False) -> int:
 
         madvise = ctypes.CDLL(None, use_errno=True).madvise
         madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        page = os.sysconf("SC_PAGE_SIZE")
-        with open("/proc/self/maps") as maps:
-            regions = [line.split() for line in maps.read().splitlines()]
-        fd = os.open("/proc/self/pagemap", os.O_RDONLY)
-        try:
-            for fields in regions:
-                if len(fields) < 2 or fields[1] != "rw-p":
-                    continue
-                low, high = (int(x, 16) for x in fields[0].split("-"))
-                if high - low > _LARGEST:
-                    continue
-                for start, length in _shared_runs(fd, low, high, page):
-                    for at in range(start, start + length, _CHUNK):
-                        size = min(_CHUNK, start + length - at)
-                        if stop() or madvise(at, size, _MADV_POPULATE_WRITE) != 0:
-                            return copied
-                        copied += size
-        finally:
-            os.close(fd)
+        for start, length in runs:
+            for at in range(start, start + length, _CHUNK):
+                size = min(_CHUNK, start + length - at)
+                if stop() or madvise(at, size, _MADV_POPULATE_WRITE) != 0:
+                    return copied
+                copied += size
     except (OSError, AttributeError, ValueError):
         pass
     finally:
         for name in set(sys.modules) - had:
             sys.modules.pop(name, None)
     return copied
-
-
-def _shared_runs(fd: int, low: int, high: int, page: int) -> list[tuple[int, int]]:
-    """The runs of pages in [low, high) present and not exclusively this process's."""
-    count = (high - low) // page
-    data = os.pread(fd, 8 * count, (low // page) * 8)
-    runs: list[tuple[int, int]] = []
-    start = -1
-    for i, entry in enumerate(memoryview(data).cast("Q")):
-        shared = entry & _PRESENT and not entry & _EXCLUSIVE
-        if shared and start < 0:
-            start = i
-        elif not shared and start >= 0:
-            runs.append((low + start * page, (i - start) * page))
-            start = -1
-    if start >= 0:
-        runs.append((low + start * page, (count - start) * page))
-    return runs
 
 
 def _kill(pid: int) -> None:
