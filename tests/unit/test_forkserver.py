@@ -26,7 +26,7 @@ FORKSERVER = Path(__file__).parents[2] / "src" / "relaunch" / "_inside" / "forks
 # stays until its control pipe closes; one asked to ("write": true) first writes the
 # first half of HELD, as a run writes to what it shares with the server. Started with
 # "like", the server first forks a process that does the same and stays (the run the
-# checkpoint's first spare takes after).
+# checkpoint's first spare takes after); with "busy", one that never stops computing.
 SERVER = """\
 import importlib.util, json, os, socket, sys
 
@@ -45,16 +45,26 @@ def on_op(message):
 
 mode = sys.argv[3]
 like = None
-if mode == "like":
+if mode in ("like", "busy"):
     gone_r, gone_w = os.pipe()
     like = os.fork()
     if like == 0:
         os.close(gone_w)
+        if mode == "busy":
+            os.set_blocking(gone_r, False)
+            while True:
+                try:
+                    if not os.read(gone_r, 1):
+                        os._exit(0)
+                except BlockingIOError:
+                    pass
         write_half()
         os.read(gone_r, 1)  # until the server is gone
         os._exit(0)
     os.close(gone_r)
 sock = socket.socket(fileno=int(sys.argv[2]))
+if like is not None:
+    sock.sendall(json.dumps({"ev": "like", "pid": like}).encode() + b"\\n")
 server = forkserver.ForkServer(sock, on_op, own_pages=mode != "share", like=like)
 forked = server.serve()
 if forked is None:
@@ -80,6 +90,11 @@ class Server:
         self.sock.settimeout(10)
         self.buffer = b""
         self.kept: list[int] = []  # control pipes of the children kept running
+        self.like: set[int] = set()  # the run its first spare takes after, if any
+        if mode in ("like", "busy"):
+            said = self.read()
+            assert said["ev"] == "like" and isinstance(said["pid"], int), said
+            self.like = {said["pid"]}
 
     def children(self) -> set[int]:
         path = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
@@ -90,7 +105,7 @@ class Server:
         """The server's children once one (not in ``besides``) is there: the spare."""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            found = self.children() - set(besides)
+            found = self.children() - set(besides) - self.like
             if found:
                 return found
             time.sleep(0.02)
@@ -105,8 +120,9 @@ class Server:
         message: dict[str, object] = json.loads(line)
         return message
 
-    def fork(self, *, write: bool = False) -> tuple[int, list[object]]:
-        """A fork; with ``write``, the child writes half of HELD and stays (until close)."""
+    def fork(self, *, write: bool = False, stay: bool = False) -> tuple[int, list[object]]:
+        """A fork; with ``write``, the child writes half of HELD; with ``write`` or
+        ``stay``, it stays (until :meth:`let_go`)."""
         report_r, report_w = os.pipe()
         control_r, control_w = os.pipe()
         message = json.dumps({"op": "fork", "hot": [], "write": write}) + "\n"
@@ -119,7 +135,7 @@ class Server:
         assert answer["ev"] == "forked", answer
         with os.fdopen(report_r, "rb") as report:
             said: list[object] = json.loads(report.read())
-        if write:
+        if write or stay:
             self.kept.append(control_w)
         else:
             os.close(control_w)
@@ -273,6 +289,18 @@ def test_the_first_spare_owns_what_the_run_it_takes_after_wrote(server: Server) 
     (first,) = server.wait_for_spare()
     owned = wait_private_dirty(first, 7 << 20)
     assert 7 << 20 <= owned < 12 << 20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("server", ["busy"], indirect=True)
+def test_a_spare_waiting_for_a_busy_run_takes_its_fork_at_once(server: Server) -> None:
+    """While the run it takes after still computes, the spare waits to copy; a fork
+    request then is the spare's, which has copied nothing."""
+    (first,) = server.wait_for_spare()
+    time.sleep(0.3)  # well into its wait
+    pid, said = server.fork(stay=True)
+    assert pid == first and said == [first, server.proc.pid, "first"]
+    assert private_dirty(first) < 4 << 20
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

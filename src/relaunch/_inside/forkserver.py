@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -168,7 +169,7 @@ class ForkServer:
         if pid == 0:
             ours.close()
             if self.own_pages and (self.forks or self.like is not None):
-                own_pages(lambda: _pending(theirs), like=self.like, or_every=self.forks > 0)
+                own_pages(lambda wait=0.0: _pending(theirs, wait), self.like, self.forks > 0)
             forked = _await_fork_message(theirs)
             theirs.close()
             if forked is None:
@@ -292,8 +293,14 @@ def _await_fork_message(sock: socket.socket) -> Forked | None:
     return (message, fds[0], fds[1])
 
 
-def _pending(sock: socket.socket) -> bool:
-    """Whether something (the fork message, or the end) waits on ``sock``."""
+def _pending(sock: socket.socket, wait: float = 0.0) -> bool:
+    """Whether something (the fork message, or the end) waits on ``sock``, or comes
+    within ``wait`` seconds."""
+    if wait > 0:
+        try:
+            select.select([sock], [], [], wait)
+        except (OSError, ValueError):
+            pass
     try:
         sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except BlockingIOError:
@@ -312,7 +319,9 @@ _IDLE_LOOK, _IDLE_WAIT = 0.05, 10.0  # seconds between looks at ``like``'s CPU t
 
 
 def own_pages(
-    stop: Callable[[], bool] = lambda: False, like: int | None = None, *, or_every: bool = True
+    stop: Callable[..., bool] = lambda wait=0.0: False,
+    like: int | None = None,
+    or_every: bool = True,
 ) -> int:
     """Copy now the pages of this process's private writable memory that a fork of the
     process it was forked from would write first, each run of them given
@@ -326,7 +335,8 @@ def own_pages(
     shares (present, not exclusively mapped, in its own pagemap); else none.
 
     Returns the bytes copied: 0 outside Linux, or where the kernel cannot. Stops when
-    ``stop()`` says so (checked between runs, and while waiting for ``like``). ctypes
+    ``stop()`` says so, checked between runs; while it waits for ``like``,
+    ``stop(seconds)`` waits (and returns at once when it is to stop). ctypes
     is loaded for the call only: the process may become the program's, which must not
     find it imported."""
     if not sys.platform.startswith("linux"):
@@ -358,13 +368,13 @@ def _writable(maps: str) -> list[tuple[int, int]]:
     return regions
 
 
-def _idle(pid: int, stop: Callable[[], bool]) -> bool:
+def _idle(pid: int, stop: Callable[..., bool]) -> bool:
     """Wait until process ``pid`` used no CPU time for a look's interval (it has done
     what it started with), at most :data:`_IDLE_WAIT` seconds. False if it is gone, or
-    ``stop()`` said so."""
+    ``stop`` said so (it waits between the looks)."""
     deadline = time.monotonic() + _IDLE_WAIT
     last = None
-    while not stop():
+    while True:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 stat = f.read()
@@ -377,8 +387,8 @@ def _idle(pid: int, stop: Callable[[], bool]) -> bool:
         if used == last or time.monotonic() >= deadline:
             return True
         last = used
-        time.sleep(_IDLE_LOOK)
-    return False
+        if stop(_IDLE_LOOK):
+            return False
 
 
 def _page_runs(
@@ -414,7 +424,7 @@ def _page_runs(
     return runs
 
 
-def _populate(runs: list[tuple[int, int]], stop: Callable[[], bool]) -> int:
+def _populate(runs: list[tuple[int, int]], stop: Callable[..., bool]) -> int:
     """madvise(MADV_POPULATE_WRITE) each run, a chunk at a time: the bytes done."""
     if not runs:
         return 0
