@@ -168,7 +168,7 @@ class ForkServer:
         pid = self._fork_off()
         if pid == 0:
             ours.close()
-            if self.own_pages and (self.forks or self.like is not None):
+            if self.own_pages and self.like is not None:  # the run before is known
                 own_pages(lambda wait=0.0: _pending(theirs, wait), self.like, self.forks > 0)
             forked = _await_fork_message(theirs)
             theirs.close()

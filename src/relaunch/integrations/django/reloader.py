@@ -281,7 +281,6 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
         if self.supervised and serving.expected:
             self._wait_for_serving()
         first = True
-        edited: list[str] = []  # at the first look, edited since this process started
         watcher = Watcher(self._on_paths)
         settler = Settler()
         watchset = WatchSet()
@@ -302,6 +301,7 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
                     watchset = self._watchset()
                     files = watchset.files()
                     watcher.update(watchset.directories(), files)
+                    edited = []  # at the first look, edited since this process started
                     for path in files:
                         if path in fingerprints:
                             continue
@@ -317,7 +317,6 @@ class RelaunchReloader(autoreload.BaseReloader):  # type: ignore[misc]
                     first = False
                     for path in sorted(edited):  # the baseline is what they are now
                         self.notify_file_changed(Path(path))
-                    edited.clear()
                 while True:
                     # Once a change is pending, only its settling is waited for.
                     due = settler.due()
