@@ -9,6 +9,7 @@ import shutil
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,58 @@ def test_runserver_keeps_its_socket_no_request_fails_and_one_in_flight_finishes(
     p.expect(r"reload #3: shop/views.py changed", stream="err")
     # Each process is a new one: the socket was handed on, not served by one process.
     assert pid_of(get(port, "/shop/")[1]) != first
+    assert p.err.count("Error: That port is already in use") == 0
+
+
+# In the main thread once runserver's reloader runs there (the program's other threads
+# exist by then, and keep SIGTERM open): the kernel then always gives SIGTERM to another
+# thread, as it may at random, and Python runs the handler only when the main thread's
+# wait between two looks ends.
+SIGTERM_TO_ANOTHER_THREAD = """
+import signal
+from django.utils.autoreload import autoreload_started
+
+def _block_sigterm_here(sender, **kwargs):
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+autoreload_started.connect(_block_sigterm_here)
+"""
+
+
+def test_runserver_stopped_for_a_reload_serves_no_more_whichever_thread_gets_sigterm(
+    tmp_path: Path, run: Callable[..., Proc]
+) -> None:
+    """Once a reload's new code has served, the old process answers no request: it
+    stopped accepting when relaunch told it to stop, not only once its main thread ran
+    the SIGTERM handler (up to a second later when the signal went to another thread:
+    meanwhile it served the old code beside the new, and kept the port)."""
+    site = make_site(tmp_path, integration=True)
+    settings = site / "mysite" / "settings.py"
+    settings.write_text(settings.read_text() + SIGTERM_TO_ANOTHER_THREAD)
+    port = free_port()
+    p = runserver(run, site, port, "--verbosity", "2")
+    wait_for_body(port, r"value=1 pid=\d+", "/shop/")
+    p.expect(r"keeping the listening socket", stream="err")
+    for n in (2, 3, 4):
+        write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", f"VALUE = {n}"))
+        seen: list[str] = []
+        deadline, new_since = time.monotonic() + 30, None
+        while time.monotonic() < deadline:
+            try:
+                _status, body = get(port, "/shop/")
+            except OSError:
+                continue
+            found = re.search(r"value=(\d+) pid=\d+", body)
+            assert found, body
+            seen.append(found.group(0))
+            if int(found.group(1)) == n and new_since is None:
+                new_since = time.monotonic()
+            if new_since is not None and time.monotonic() > new_since + 1.5:
+                break  # past the old process's wait between two looks
+        assert new_since is not None, seen
+        first_new = next(i for i, s in enumerate(seen) if s.startswith(f"value={n} "))
+        stale = [s for s in seen[first_new:] if not s.startswith(f"value={n} ")]
+        assert stale == [], seen[first_new - 1 : first_new + 5]
     assert p.err.count("Error: That port is already in use") == 0
 
 

@@ -7,11 +7,18 @@ Under ``relaunch run`` with the integration, runserver's server class becomes
   the listening socket to relaunch; every later process takes that copy instead of
   binding. Between two processes, connections wait in the socket's backlog: none is
   refused, and the new process does not wait for the old one to let go of the port.
-* On SIGTERM (relaunch stopping it for a restart) it stops accepting at once, lets the
-  requests in flight finish (closing each connection after its response), closes the
-  idle keep-alive connections, then exits as runserver does on SIGTERM
+* When relaunch stops it for a restart, it stops accepting at once, lets the requests
+  in flight finish (closing each connection after its response), closes the idle
+  keep-alive connections, then exits as runserver does on SIGTERM
   (:func:`stop_on_sigterm`). Meanwhile relaunch has already started the next process,
-  which accepts what comes next.
+  which accepts what comes next. The stop of accepting and the close of the idle
+  connections are done before the SIGTERM, at relaunch's word to the process's
+  control thread (a reload hook, :meth:`KeptSocketServer.stop_accepting`): Python
+  runs a signal's handler in the main thread only, and when the kernel gives the
+  signal to another thread, a main thread waiting on a lock (runserver's reloader
+  between two looks) runs it only when that wait ends, up to a second later. Until
+  then the old process would go on accepting, serving the old code beside the new
+  process, and holding the port.
 * A process whose start fails before it serves (a system check error, an import
   error in the URLconf) tells relaunch to let go of the socket: clients are then
   refused, as without relaunch, rather than left waiting, and the next process that
@@ -37,7 +44,7 @@ from typing import Any
 
 from django.core.servers import basehttp  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-from ... import held
+from ... import held, state
 from . import serving
 
 __all__ = ["KeptSocketServer", "applies", "serve_on_kept_socket"]
@@ -160,6 +167,9 @@ class KeptSocketServer(basehttp.WSGIServer):  # type: ignore[misc]
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """socketserver's loop, woken at once by :meth:`retire` instead of polling."""
         _serving.server = self
+        channel = state.channel()
+        if channel is not None:
+            channel.add_reload_hook(self.stop_accepting)  # before relaunch's SIGTERM
         serving.serving.set()  # relaunch's reloader thread may look at its folders now
         try:
             with selectors.DefaultSelector() as selector:
@@ -197,26 +207,37 @@ class KeptSocketServer(basehttp.WSGIServer):  # type: ignore[misc]
                 self._kept_connections[request] = False
             return self._kept_stopping
 
-    def retire(self) -> None:
-        """Stop accepting, let the requests in flight finish, close idle connections.
-        relaunch's copy of the socket stays open: the next process accepts from it."""
+    def stop_accepting(self) -> None:
+        """Stop accepting, close this process's listening descriptor (relaunch's copy
+        stays open: the next process accepts from it) and the idle connections; a busy
+        one closes after its response. Returns once the serve loop has stopped."""
         with self._kept_lock:
             self._kept_stopping = True
         with contextlib.suppress(OSError):
             self._kept_wake_w.send(b"x")
         self._kept_stopped.wait(_DRAIN_FOR)
         self.socket.close()  # this process's descriptor only
+        self._close_idle()
+
+    def retire(self) -> None:
+        """:meth:`stop_accepting`, then wait until the requests in flight have finished
+        (closing the connections that are idle meanwhile)."""
+        self.stop_accepting()
         deadline = time.monotonic() + _DRAIN_FOR
-        while time.monotonic() < deadline:
-            with self._kept_lock:
-                idle = [c for c, busy in self._kept_connections.items() if not busy]
-                if not self._kept_connections:
-                    return
-            for conn in idle:
-                # Wakes its thread, waiting for a next request, with an end of file.
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RD)
+        while self._close_idle() and time.monotonic() < deadline:
             time.sleep(0.005)
+
+    def _close_idle(self) -> bool:
+        """Close the idle connections; whether any connection is still open."""
+        with self._kept_lock:
+            idle = [c for c, busy in self._kept_connections.items() if not busy]
+            if not self._kept_connections:
+                return False
+        for conn in idle:
+            # Wakes its thread, waiting for a next request, with an end of file.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RD)
+        return True
 
 
 _TRACKING: dict[type, type] = {}
