@@ -94,18 +94,26 @@ def kept(r: Proc, names: str) -> bool:
     return r.err.count(rf"reload #\d+: {names} changed; kept \d+ modules") > 0
 
 
-def wait_page(port: int, needle: str, path: str = "/") -> None:
+def wait_page(port: int, needle: str, path: str = "/", *, of: Proc | None = None) -> None:
     """As test_serve.wait_body, for a server that cuts responses off when it restarts
-    (runserver has no hand-over): a cut response is one more try."""
+    (runserver has no hand-over): a cut response is one more try. On a time-out, the
+    output of ``of`` (the server) is shown."""
+    last: list[str] = []
 
     def served() -> bool:
         try:
             _status, body = get(port, path)
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as exc:
+            last[:] = [repr(exc)]
             return False
+        last[:] = [body[:200]]
         return needle in body
 
-    wait_until(served, what=f"{needle!r} at {path}")
+    try:
+        wait_until(served, what=f"{needle!r} at {path}")
+    except AssertionError as exc:
+        shown = f"; last: {last[0] if last else 'nothing'}"
+        raise AssertionError(f"{exc}{shown}\n{of.output() if of else ''}") from None
 
 
 def reach_checkpoint(r: Relaunch, root: Path) -> int:
@@ -592,11 +600,11 @@ def test_runserver_checks_what_a_view_edit_changes_from_a_checkpoint(tmp_path: P
     argv = [*manage, "runserver", f"127.0.0.1:{port}", "--verbosity", "2"]
     r = Proc(argv, site, {"DJANGO_RUNSERVER_HIDE_WARNING": "true"})
     try:
-        wait_page(port, "value=1 ", "/shop/")
+        wait_page(port, "value=1 ", "/shop/", of=r)
         unapplied = int(r.expect(r"You have (\d+) unapplied migration").group(1))
         for n in range(2, 2 + MAX_EDITS):
             write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", f"VALUE = {n}"))
-            wait_page(port, f"value={n} ", "/shop/")
+            wait_page(port, f"value={n} ", "/shop/", of=r)
             if kept(r, r"shop/views\.py"):
                 break
         r.expect(r"System check identified no issues", start=r.out.mark() - 12)
@@ -604,14 +612,14 @@ def test_runserver_checks_what_a_view_edit_changes_from_a_checkpoint(tmp_path: P
         write(site / "shop" / "views.py", SHOP_VIEWS + VIEWS_REGISTERING_A_BROKEN_ADMIN)
         r.expect(r"\(admin\.E108\) The value of 'list_display\[0\]'", stream="err", start=err)
         write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", "VALUE = 50"))
-        wait_page(port, "value=50 ", "/shop/")
+        wait_page(port, "value=50 ", "/shop/", of=r)
         err = r.err.mark()
         (site / "wrong-view").touch()
         write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", "VALUE = 51"))
         r.expect(r"\(urls\.E009\) Your URL pattern '' \[name='index'\]", stream="err", start=err)
         (site / "wrong-view").unlink()
         write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", "VALUE = 52"))
-        wait_page(port, "value=52 ", "/shop/")
+        wait_page(port, "value=52 ", "/shop/", of=r)
         assert r.err.count(r"reload #\d+: shop/views\.py changed; kept \d+ modules") >= 3
         subprocess.run(
             [*manage, "makemigrations", "shop", "--empty", "-n", "extra"],
@@ -621,7 +629,7 @@ def test_runserver_checks_what_a_view_edit_changes_from_a_checkpoint(tmp_path: P
         )
         out = r.out.mark()
         write(site / "shop" / "views.py", SHOP_VIEWS.replace("VALUE = 1", "VALUE = 99"))
-        wait_page(port, "value=99 ", "/shop/")
+        wait_page(port, "value=99 ", "/shop/", of=r)
         r.expect(rf"You have {unapplied + 1} unapplied migration", start=out)
     finally:
         r.close()
